@@ -58,7 +58,7 @@ class SharedSettings(BaseSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
 
-    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")  # noqa: S108 - container-local file
+    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
 
     # Comma-separated Telegram user ids allowed to run admin commands.
     ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()

@@ -21,7 +21,10 @@ def retry(
     backoff: float = 2.0,
     exceptions: tuple[type[BaseException], ...] = (Exception,),
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Retry an async call on ``exceptions``: ``delay``, then ``delay*backoff``, ...; re-raise last."""
+    """Retry an async call on ``exceptions``, sleeping ``delay`` then ``delay*backoff``...
+
+    The last error is re-raised.
+    """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
 

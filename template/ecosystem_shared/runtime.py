@@ -62,9 +62,7 @@ class Services:
         }
 
 
-def build_services(
-    settings: SharedSettings, bot: Bot, migrations: Sequence[Path] = ()
-) -> Services:
+def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path] = ()) -> Services:
     db = Database(
         settings.database_dsn,
         min_size=settings.DB_POOL_MIN_SIZE,
@@ -126,7 +124,9 @@ async def run_services(
     await services.analytics.start()
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
         schedule_digest(
-            scheduler, at=settings.DIGEST_TIME, timezone=settings.DIGEST_TIMEZONE,
+            scheduler,
+            at=settings.DIGEST_TIME,
+            timezone=settings.DIGEST_TIMEZONE,
             callback=digest_job,
         )
     scheduler.start()

@@ -63,7 +63,7 @@ class RetryMiddleware(BaseRequestMiddleware):
                 if attempt >= self.max_attempts:
                     raise
                 delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+                delay *= random.uniform(0.8, 1.2)  # jitter, not crypto
             logger.warning(
                 "%s failed (attempt %d/%d), retrying in %.1f s",
                 type(method).__name__,

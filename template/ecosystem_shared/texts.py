@@ -23,9 +23,7 @@ TEXTS: dict[str, SharedTexts] = {
         new_user="🆕 Новый пользователь в {bot_name}: {user} (ID: {telegram_id})",
         digest_title="📊 Дайджест за сутки ({period})",
         digest_empty="Событий за сутки не было.",
-        digest_line=(
-            "<b>{bot_name}</b>: новых {new_users}, /start {starts}, ошибок {errors}"
-        ),
+        digest_line=("<b>{bot_name}</b>: новых {new_users}, /start {starts}, ошибок {errors}"),
         digest_total="Новых пользователей в экосистеме: {new_users}",
     ),
     "en": SharedTexts(

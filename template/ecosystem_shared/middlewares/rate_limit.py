@@ -110,9 +110,9 @@ class RateLimitMiddleware(BaseMiddleware):
     async def _warn(self, event: TelegramObject, seconds: int) -> None:
         text = self.warning_text.format(seconds=max(seconds, 1))
         try:
-            if isinstance(event, CallbackQuery):
-                await event.answer(text)
-            elif isinstance(event, Message) and event.chat.type == "private":
+            if isinstance(event, CallbackQuery) or (
+                isinstance(event, Message) and event.chat.type == "private"
+            ):
                 await event.answer(text)
         except (TelegramAPIError, TelegramNetworkError) as error:
             logger.info("Rate-limit warning not delivered: %s", error)

@@ -93,7 +93,9 @@ def test_bad_value_is_one_line_naming_the_variable(
 def test_missing_token(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         load_settings(SharedSettings)
-    assert capsys.readouterr().err.strip() == "Configuration error: BOT_TOKEN: is required but not set"
+    assert (
+        capsys.readouterr().err.strip() == "Configuration error: BOT_TOKEN: is required but not set"
+    )
 
 
 def test_bad_env_stops_the_real_entrypoint(tmp_path: Path) -> None:
@@ -102,8 +104,13 @@ def test_bad_env_stops_the_real_entrypoint(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "BOT_TOKEN": TOKEN, "DIGEST_TIME": "7pm"}
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", code], env={**env, "PYTHONPATH": str(root)},
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-c", code],
+        env={**env, "PYTHONPATH": str(root)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
