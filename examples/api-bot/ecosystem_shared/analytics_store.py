@@ -1,0 +1,119 @@
+"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ecosystem_shared.db import CONNECTION_ERRORS
+from ecosystem_shared.exceptions import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
+
+EVENT_COLUMNS = ("telegram_id", "bot_name", "event_type", "event_data", "created_at")
+# Failures after which the rows are kept and retried (the database is away, not the data bad).
+RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)
+
+
+def _newer(column: str) -> str:
+    return (
+        f"{column} = CASE WHEN EXCLUDED.last_seen >= u.last_seen"
+        f" THEN EXCLUDED.{column} ELSE u.{column} END"
+    )
+
+
+# A row buffered during an outage may be older than what another bot wrote since: newer facts
+# win, first_seen only moves back, and a placeholder's empty first_name is always replaced.
+UPSERT_USER = f"""
+INSERT INTO shared.users AS u
+    (telegram_id, username, first_name, last_name, language_code, first_seen, last_seen)
+VALUES ($1, $2, $3, $4, $5, $6, $6)
+ON CONFLICT (telegram_id) DO UPDATE SET
+    {_newer("username")},
+    first_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen OR u.first_name = ''
+                      THEN EXCLUDED.first_name ELSE u.first_name END,
+    {_newer("last_name")},
+    {_newer("language_code")},
+    first_seen = LEAST(u.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(u.last_seen, EXCLUDED.last_seen)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# Events may name users never seen at /start (the FK needs a row); first_name is NOT NULL.
+PLACEHOLDER_USERS = """
+INSERT INTO shared.users (telegram_id, first_name)
+SELECT id, '' FROM unnest($1::bigint[]) AS t(id) ORDER BY id
+ON CONFLICT (telegram_id) DO NOTHING
+"""
+
+INSERT_EVENT = """
+INSERT INTO shared.analytics_events (telegram_id, bot_name, event_type, event_data, created_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+@dataclass(slots=True)
+class UserRow:
+    telegram_id: int
+    username: str | None
+    first_name: str
+    last_name: str | None
+    language_code: str | None
+    seen_at: datetime
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.telegram_id, self.username, self.first_name, self.last_name,
+                self.language_code, self.seen_at)  # fmt: skip
+
+
+EventRow = tuple[int | None, str, str, Any, datetime]  # in EVENT_COLUMNS order
+Row = UserRow | EventRow
+
+
+async def upsert_user(conn: asyncpg.Connection, user: UserRow, timeout: float) -> bool:
+    """Insert or refresh one user; True when the row did not exist."""
+    return bool(await conn.fetchval(UPSERT_USER, *user.args(), timeout=timeout))
+
+
+async def write_batch(conn: asyncpg.Connection, batch: list[Row], timeout: float) -> list[int]:
+    """Users, placeholder users, then events, in one transaction. Returns the upserted ids."""
+    users: dict[int, UserRow] = {}
+    events: list[EventRow] = []
+    for row in batch:
+        if isinstance(row, UserRow):
+            users[row.telegram_id] = row  # later rows carry newer facts
+        else:
+            events.append(row)
+    user_ids = sorted(users)
+    missing = sorted({e[0] for e in events if e[0] is not None} - users.keys())
+    async with conn.transaction():
+        if users:
+            # Sorted: concurrent bots lock the same rows in the same order (no deadlock).
+            rows = [users[i].args() for i in user_ids]
+            await conn.executemany(UPSERT_USER, rows, timeout=timeout)
+        if missing:
+            await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
+        if events:
+            await _insert_events(conn, events, timeout)
+    return user_ids
+
+
+async def _insert_events(conn: asyncpg.Connection, events: list[EventRow], timeout: float) -> None:
+    try:
+        async with conn.transaction():  # a savepoint, so a failed COPY can fall back
+            await conn.copy_records_to_table(
+                "analytics_events",
+                schema_name="shared",
+                columns=EVENT_COLUMNS,
+                records=events,
+                timeout=timeout,
+            )
+    except RETRYABLE:
+        raise
+    except Exception as error:  # noqa: BLE001 - logged; the INSERT reports its own errors
+        logger.warning("Analytics: COPY failed (%s), using INSERT", error)
+        await conn.executemany(INSERT_EVENT, events, timeout=timeout)

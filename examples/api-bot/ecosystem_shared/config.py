@@ -1,0 +1,159 @@
+"""Settings shared by every bot of the ecosystem (environment variables, seed section 8).
+
+A bot subclasses :class:`SharedSettings` in its own ``settings.py`` to change defaults and add
+variables. :func:`load_settings` turns a validation error into one readable line per variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import pytz
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+S = TypeVar("S", bound="SharedSettings")
+
+
+class SharedSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        validate_default=True,
+    )
+
+    BOT_TOKEN: SecretStr
+    BOT_NAME: str = Field(default="Bot", min_length=1, max_length=64)
+    LANGUAGE: Literal["ru", "en"] = "ru"
+    LOG_LEVEL: LogLevel = "INFO"
+
+    DATABASE_URL: SecretStr | None = None
+    DB_POOL_MIN_SIZE: int = Field(default=1, ge=0, le=50)
+    DB_POOL_MAX_SIZE: int = Field(default=5, ge=1, le=100)
+    DB_RECONNECT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+
+    ENABLE_ANALYTICS: bool = True
+    ANALYTICS_CHANNEL_ID: int | None = None
+    ANALYTICS_BUFFER_SIZE: int = Field(default=10_000, ge=10, le=10_000_000)
+    ANALYTICS_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
+    ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)
+
+    RATE_LIMIT_SECONDS: float = Field(default=3.0, ge=0, le=3600)
+
+    TELEGRAM_API_BASE_URL: str | None = None
+    TELEGRAM_API_LOCAL: bool = False
+
+    DIGEST_TIME: time = time(0, 0)
+    DIGEST_TIMEZONE: str = "Europe/Moscow"
+
+    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
+
+    # Comma-separated Telegram user ids allowed to run admin commands.
+    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
+
+    @field_validator("BOT_TOKEN")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        bot_id, _, secret = token.partition(":")
+        if not bot_id.isdigit() or not secret or any(c.isspace() for c in token):
+            raise ValueError("expected the token from @BotFather, like 123456789:AAE...")
+        return value
+
+    @field_validator("DATABASE_URL", "TELEGRAM_API_BASE_URL", "ANALYTICS_CHANNEL_ID", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `.env` templates leave optional values empty (`TELEGRAM_API_BASE_URL=`).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("expected postgresql://user:password@host:5432/database")
+        return value
+
+    @field_validator("TELEGRAM_API_BASE_URL")
+    @classmethod
+    def _api_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or "://" == value[-3:]:
+            raise ValueError("expected an http(s) URL such as http://telegram-bot-api:8081")
+        return value.rstrip("/")
+
+    @field_validator("DIGEST_TIME", mode="before")
+    @classmethod
+    def _digest_time(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            hours, sep, minutes = value.strip().partition(":")
+            valid = sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+            if not valid or not (0 <= int(hours) <= 23 and 0 <= int(minutes) <= 59):
+                raise ValueError("expected HH:MM in 24-hour form, e.g. 00:00 or 09:30")
+            return time(int(hours), int(minutes))
+        return value
+
+    @field_validator("DIGEST_TIMEZONE")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            pytz.timezone(value)
+        except pytz.UnknownTimeZoneError:
+            raise ValueError("expected an IANA time zone such as Europe/Moscow or UTC") from None
+        return value
+
+    @field_validator("ADMIN_USER_IDS", mode="before")
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            if not all(item.lstrip("-").isdigit() for item in items):
+                raise ValueError("expected comma-separated numeric Telegram user ids")
+            return frozenset(int(item) for item in items)
+        return value
+
+    @property
+    def database_dsn(self) -> str | None:
+        return self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else None
+
+    @property
+    def analytics_enabled(self) -> bool:
+        return self.ENABLE_ANALYTICS and self.DATABASE_URL is not None
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per bad variable, without echoing secret values."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"{name}: {message}")
+    return lines
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings or exit with one line per bad variable (exit status 2)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        for line in describe_errors(error):
+            print(f"Configuration error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

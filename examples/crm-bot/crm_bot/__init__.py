@@ -1,0 +1,1 @@
+"""CRM Bot: this bot's own code (created once by the template, yours to edit)."""

@@ -1,0 +1,30 @@
+"""This bot's handlers. Add a module here and include its router in build_router()."""
+
+from aiogram import Router
+from aiogram.types import BotCommand
+
+from ecosystem_shared.config import SharedSettings
+
+from . import commands, crm, help, start
+
+# Shown in Telegram's command menu (set at start).
+COMMANDS = [
+    BotCommand(command="start", description="Start"),
+    BotCommand(command="help", description="Help"),
+    BotCommand(command="echo", description="Repeat a text"),
+    BotCommand(command="about", description="About the bot"),
+    BotCommand(command="subscribe", description="Subscription"),
+    BotCommand(command="orders", description="My orders"),
+]
+
+
+def build_router(settings: SharedSettings) -> Router:
+    router = Router(name="crm_bot")
+    router.include_routers(
+        start.router,
+        crm.router,
+        commands.router,
+        # Last: answers whatever no other handler took.
+        help.router,
+    )
+    return router

@@ -1,0 +1,326 @@
+"""Analytics for every bot: users in ``shared.users``, events in ``shared.analytics_events``.
+
+Tracking stays off the handler's path: rows go into a bounded in-process buffer that a
+background task writes in batches (one transaction per batch, events by binary COPY). When the
+buffer is full the new row is dropped and counted; while the database is down rows are kept and
+retried, so an outage shorter than the buffer loses nothing. ``track_*`` never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from ecosystem_shared.analytics_store import (
+    RETRYABLE,
+    Row,
+    UserRow,
+    upsert_user,
+    write_batch,
+)
+from ecosystem_shared.db import Database
+from ecosystem_shared.sanitize import clean_event_data, clean_id, clean_text, optional_text
+from ecosystem_shared.stats import BotStats, DailyStats, query_daily_stats
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Analytics", "BotStats", "DailyStats"]
+
+SYNC_TIMEOUT = 2.0  # the one database call a /start of an unknown user may wait for
+OP_TIMEOUT = 10.0  # each statement of a batch
+CLOSE_TIMEOUT = 5.0
+DROP_WARNING_SECONDS = 60.0
+NAME_LIMIT = 256
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
+class Analytics:
+    def __init__(
+        self,
+        db: Database,
+        bot_name: str,
+        *,
+        enabled: bool = True,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        flush_seconds: float = 1.0,
+        known_users: int = 100_000,
+    ) -> None:
+        self.db = db
+        self.bot_name = clean_text(bot_name, NAME_LIMIT) or "bot"
+        # Without a database there is nothing to buffer for: do not fill up and warn.
+        self._enabled = enabled and db.enabled
+        self._capacity = max(buffer_size, 1)
+        self._batch_size = max(batch_size, 1)
+        self._flush_seconds = flush_seconds
+        self._buffer: deque[Row] = deque()
+        self._known: OrderedDict[int, None] = OrderedDict()  # ids known to be in shared.users
+        self._known_limit = known_users
+        self._dropped = 0
+        self._unreported_drops = 0
+        self._last_drop_warning = -DROP_WARNING_SECONDS
+        self._wake = asyncio.Event()
+        self._reconnected = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._blocked = False  # the last flush left rows because the database was unavailable
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def dropped(self) -> int:
+        """Rows lost since start: buffer full, or rejected by the database."""
+        return self._dropped
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def start(self) -> None:
+        if not self._enabled or self._task is not None:
+            return
+        self.db.on_connected.append(self._on_db_connected)
+        self._task = asyncio.create_task(self._run(), name="analytics-flush")
+
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Stop the background task and write what can be written within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            self._reconnected.set()
+            try:
+                await asyncio.wait_for(task, timeout)
+            except TimeoutError:
+                pass
+            except Exception:
+                logger.exception("Analytics flush task failed")
+        with contextlib.suppress(ValueError):
+            self.db.on_connected.remove(self._on_db_connected)
+        if self._buffer:
+            await self._flush(deadline)
+        if self._buffer:
+            logger.warning("Analytics: %d rows not written at exit", len(self._buffer))
+
+    # -- tracking (never raises, never waits for the database except a new user's upsert) ----
+
+    async def track_user_start(
+        self,
+        telegram_id: int | None,
+        username: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        language_code: str | None = None,
+        bot_name: str | None = None,
+    ) -> bool:
+        """Record /start; True when the user is new to the whole ecosystem."""
+        if not self._enabled:
+            return False
+        try:
+            user_id = clean_id(telegram_id)
+            now = datetime.now(UTC)
+            is_new = False
+            if user_id is not None:
+                user = UserRow(
+                    user_id,
+                    optional_text(username, NAME_LIMIT),
+                    clean_text(first_name or "", NAME_LIMIT),
+                    optional_text(last_name, NAME_LIMIT),
+                    optional_text(language_code, 16),
+                    now,
+                )
+                is_new = await self._register(user)
+            self._add_event(user_id, "user_start", {"new": True} if is_new else None, bot_name, now)
+            return is_new
+        except Exception:
+            logger.exception("Analytics: track_user_start failed")
+            return False
+
+    async def track_event(
+        self,
+        telegram_id: int | None,
+        event_type: str,
+        event_data: Any = None,
+        *,
+        bot_name: str | None = None,
+    ) -> None:
+        if not self._enabled:
+            return
+        try:
+            self._add_event(clean_id(telegram_id), event_type, event_data, bot_name)
+        except Exception:
+            logger.exception("Analytics: track_event failed")
+
+    async def track_photos_sent(
+        self,
+        telegram_id: int | None,
+        count: int,
+        *,
+        bot_name: str | None = None,
+        event_data: dict[str, Any] | None = None,
+    ) -> None:
+        await self.track_event(
+            telegram_id, "photo_sent", {**(event_data or {}), "count": count}, bot_name=bot_name
+        )
+
+    async def track_video_sent(
+        self,
+        telegram_id: int | None,
+        *,
+        bot_name: str | None = None,
+        event_data: dict[str, Any] | None = None,
+    ) -> None:
+        await self.track_event(telegram_id, "video_sent", event_data or {}, bot_name=bot_name)
+
+    async def track_error(
+        self, telegram_id: int | None, error_message: str, *, bot_name: str | None = None
+    ) -> None:
+        await self.track_event(telegram_id, "error", {"error": error_message}, bot_name=bot_name)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_daily_stats(self, bot_name: str | None = None) -> DailyStats:
+        """Counts of the last 24 h, per bot (one bot with ``bot_name``); empty without a DB."""
+        end = datetime.now(UTC)
+        start = end - timedelta(hours=24)
+        if not self._enabled:
+            return DailyStats(start, end)
+        await self._flush(time.monotonic() + OP_TIMEOUT)
+        try:
+            async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
+                return await query_daily_stats(conn, start, end, bot_name, timeout=OP_TIMEOUT)
+        except (*RETRYABLE, asyncpg.PostgresError) as error:
+            logger.warning("Analytics: daily stats unavailable: %s", error)
+            return DailyStats(start, end)
+
+    async def flush(self) -> int:
+        """Write everything buffered now; returns the number of rows written."""
+        return await self._flush(None)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _register(self, user: UserRow) -> bool:
+        if user.telegram_id in self._known:
+            self._known.move_to_end(user.telegram_id)
+            self._enqueue(user)
+            return False
+        if self.db.available:
+            try:
+                async with self.db.acquire(timeout=SYNC_TIMEOUT) as conn:
+                    inserted = await upsert_user(conn, user, SYNC_TIMEOUT)
+            except Exception as error:  # noqa: BLE001 - fall back to the buffer, tell the log
+                logger.warning("Analytics: user upsert deferred: %r", error)
+            else:
+                self._remember([user.telegram_id])
+                return inserted
+        self._enqueue(user)
+        return False
+
+    def _add_event(
+        self,
+        telegram_id: int | None,
+        event_type: str,
+        event_data: Any,
+        bot_name: str | None,
+        created_at: datetime | None = None,
+    ) -> None:
+        bot = clean_text(bot_name, NAME_LIMIT) if bot_name else self.bot_name
+        self._enqueue(
+            (
+                telegram_id,
+                bot or self.bot_name,
+                clean_text(event_type, 128) or "unknown",
+                clean_event_data(event_data),
+                created_at or datetime.now(UTC),
+            )
+        )
+
+    def _enqueue(self, item: Row) -> None:
+        if len(self._buffer) >= self._capacity:
+            self._count_drops(1, "buffer full")
+            return
+        self._buffer.append(item)
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
+
+    def _count_drops(self, count: int, why: str) -> None:
+        self._dropped += count
+        self._unreported_drops += count
+        now = time.monotonic()
+        if now - self._last_drop_warning >= DROP_WARNING_SECONDS:
+            logger.warning(
+                "Analytics: dropped %d rows (%s; %d since start)",
+                self._unreported_drops,
+                why,
+                self._dropped,
+            )
+            self._unreported_drops = 0
+            self._last_drop_warning = now
+
+    def _remember(self, ids: list[int]) -> None:
+        for telegram_id in ids:
+            self._known[telegram_id] = None
+            self._known.move_to_end(telegram_id)
+        while len(self._known) > self._known_limit:
+            self._known.popitem(last=False)
+
+    async def _on_db_connected(self) -> None:
+        self._reconnected.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await _wait(self._wake, self._flush_seconds)
+            self._wake.clear()
+            self._reconnected.clear()
+            try:
+                await self._flush(None)
+            except Exception:
+                logger.exception("Analytics: flush failed")
+            if self._blocked and not self._stopping:
+                # Rows wait for the database: wait for it (or the timer), do not spin on wakes.
+                await _wait(self._reconnected, self._flush_seconds)
+
+    async def _flush(self, deadline: float | None) -> int:
+        """Write batches from the left of the buffer until it is empty, the database is not
+        available, or ``deadline`` (monotonic) passes. Rows leave the buffer only once committed."""
+        written = 0
+        async with self._lock:
+            self._blocked = bool(self._buffer) and not self.db.available
+            while self._buffer and self.db.available:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                batch = list(itertools.islice(self._buffer, self._batch_size))
+                try:
+                    async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
+                        user_ids = await write_batch(conn, batch, OP_TIMEOUT)
+                except RETRYABLE as error:
+                    logger.debug("Analytics: batch kept for later: %r", error)
+                    self._blocked = True
+                    break
+                except Exception:
+                    logger.exception("Analytics: the database rejected a batch")
+                    user_ids = None
+                for _ in batch:
+                    self._buffer.popleft()
+                if user_ids is None:
+                    self._count_drops(len(batch), "rejected by the database")
+                else:
+                    written += len(batch)
+                    self._remember(user_ids)
+        return written

@@ -1,0 +1,1 @@
+"""Shared components of every bot in the ecosystem (template-owned: see README.md here)."""

@@ -1,0 +1,177 @@
+"""Start a bot: settings, logging, database, analytics, middlewares, digest, polling, shutdown.
+
+A bot's ``__main__`` calls :func:`run_bot` with its settings class and router factory.
+:func:`build_services` and :func:`build_dispatcher` are separate so tests and benchmarks can
+assemble the same dispatcher in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytz
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import BotCommand
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.config import SharedSettings, load_settings
+from ecosystem_shared.db import Database
+from ecosystem_shared.digest import schedule_digest, send_digest_once
+from ecosystem_shared.health import touch_liveness
+from ecosystem_shared.log import secrets_of, setup_logging
+from ecosystem_shared.middlewares import ErrorMiddleware, RateLimitMiddleware
+from ecosystem_shared.migrations import shared_migrations
+from ecosystem_shared.notifications import Notifier
+from ecosystem_shared.telegram import build_bot
+from ecosystem_shared.texts import shared_texts
+
+S = TypeVar("S", bound=SharedSettings)
+RouterFactory = Callable[[Any], Router]
+
+logger = logging.getLogger(__name__)
+
+LIVENESS_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything handlers may ask for by parameter name (dispatcher workflow data)."""
+
+    settings: SharedSettings
+    bot: Bot
+    db: Database
+    analytics: Analytics
+    notifier: Notifier
+
+    def workflow_data(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "db": self.db,
+            "analytics": self.analytics,
+            "notifier": self.notifier,
+            "bot_name": self.settings.BOT_NAME,
+        }
+
+
+def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path] = ()) -> Services:
+    db = Database(
+        settings.database_dsn,
+        min_size=settings.DB_POOL_MIN_SIZE,
+        max_size=settings.DB_POOL_MAX_SIZE,
+        reconnect_seconds=settings.DB_RECONNECT_SECONDS,
+        migrations=[*shared_migrations(), *migrations],
+    )
+    analytics = Analytics(
+        db,
+        settings.BOT_NAME,
+        enabled=settings.ENABLE_ANALYTICS,
+        buffer_size=settings.ANALYTICS_BUFFER_SIZE,
+        batch_size=settings.ANALYTICS_BATCH_SIZE,
+        flush_seconds=settings.ANALYTICS_FLUSH_SECONDS,
+    )
+    notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE)
+    return Services(settings, bot, db, analytics, notifier)
+
+
+def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
+    settings = services.settings
+    texts = shared_texts(settings.LANGUAGE)
+    dp = Dispatcher(**services.workflow_data())
+    secrets = secrets_of(settings.BOT_TOKEN.get_secret_value(), settings.database_dsn)
+    dp.update.outer_middleware(ErrorMiddleware(texts.error, secrets))
+    limiter = RateLimitMiddleware(settings.RATE_LIMIT_SECONDS, texts.rate_limited)
+    # One limiter for both, so a user cannot double their budget with buttons.
+    dp.message.outer_middleware(limiter)
+    dp.callback_query.outer_middleware(limiter)
+    dp.include_routers(*routers)
+    return dp
+
+
+async def _keep_alive(path: Path | None) -> None:
+    while path is not None:
+        touch_liveness(path)
+        await asyncio.sleep(LIVENESS_SECONDS)
+
+
+async def run_services(
+    services: Services,
+    dp: Dispatcher,
+    commands: Sequence[BotCommand] = (),
+) -> None:
+    settings = services.settings
+    tz = pytz.timezone(settings.DIGEST_TIMEZONE)
+    scheduler = AsyncIOScheduler(timezone=tz)
+
+    async def digest_job() -> None:
+        await send_digest_once(
+            services.db,
+            services.analytics,
+            services.notifier,
+            day=datetime.now(tz).date(),
+            bot_name=settings.BOT_NAME,
+        )
+
+    await services.db.start()
+    await services.analytics.start()
+    if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
+        schedule_digest(
+            scheduler,
+            at=settings.DIGEST_TIME,
+            timezone=settings.DIGEST_TIMEZONE,
+            callback=digest_job,
+        )
+    scheduler.start()
+    liveness = asyncio.create_task(_keep_alive(settings.HEALTH_FILE))
+    try:
+        if commands:
+            with contextlib.suppress(Exception):
+                await services.bot.set_my_commands(list(commands))
+        await dp.start_polling(
+            services.bot,
+            allowed_updates=dp.resolve_used_update_types(),
+            handle_signals=True,
+            close_bot_session=False,
+        )
+    finally:
+        liveness.cancel()
+        scheduler.shutdown(wait=False)
+        await services.analytics.close()
+        await services.db.close()
+        await services.bot.session.close()
+        logger.info("Stopped cleanly")
+
+
+def run_bot(
+    settings_cls: type[S],
+    build_router: RouterFactory,
+    *,
+    migrations: Sequence[Path] = (),
+    commands: Sequence[BotCommand] = (),
+) -> int:
+    """Synchronous entry point used by ``python -m <package>``; returns the exit status."""
+    settings = load_settings(settings_cls)
+    setup_logging(
+        settings.LOG_LEVEL, secrets_of(settings.BOT_TOKEN.get_secret_value(), settings.database_dsn)
+    )
+    logger.info("Starting %s", settings.BOT_NAME)
+
+    async def main() -> None:
+        bot = build_bot(settings)
+        services = build_services(settings, bot, migrations)
+        dp = build_dispatcher(services, [build_router(settings)])
+        await run_services(services, dp, commands)
+
+    asyncio.run(main())
+    return 0
+
+
+__all__ = ["Services", "build_dispatcher", "build_services", "partial", "run_bot", "run_services"]

@@ -1,0 +1,96 @@
+"""The Bot object: custom/local Bot API server and retries of failed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.methods import AnswerCallbackQuery, GetUpdates, TelegramMethod
+from aiogram.methods.base import TelegramType
+
+if TYPE_CHECKING:
+    from aiogram.client.session.base import BaseSession
+
+    from ecosystem_shared.config import SharedSettings
+
+logger = logging.getLogger(__name__)
+
+# Not retried: a late callback answer is useless (Telegram expires it), and polling has its own
+# backoff in the dispatcher.
+_NOT_RETRIED = (AnswerCallbackQuery, GetUpdates)
+
+
+class RetryMiddleware(BaseRequestMiddleware):
+    """Honours 429 ``retry_after``; backs off on 5xx and network errors; bounded attempts."""
+
+    def __init__(
+        self,
+        max_attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 10.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_retry_after = max_retry_after
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Any:
+        if isinstance(method, _NOT_RETRIED):
+            return await make_request(bot, method)
+        attempt = 1
+        while True:
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                if attempt >= self.max_attempts or error.retry_after > self.max_retry_after:
+                    raise
+                delay = float(error.retry_after)
+            except (TelegramServerError, TelegramNetworkError):
+                if attempt >= self.max_attempts:
+                    raise
+                delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+                delay *= random.uniform(0.8, 1.2)  # jitter, not crypto
+            logger.warning(
+                "%s failed (attempt %d/%d), retrying in %.1f s",
+                type(method).__name__,
+                attempt,
+                self.max_attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+def build_session(settings: SharedSettings) -> BaseSession:
+    if settings.TELEGRAM_API_BASE_URL:
+        api = TelegramAPIServer.from_base(
+            settings.TELEGRAM_API_BASE_URL, is_local=settings.TELEGRAM_API_LOCAL
+        )
+        session = AiohttpSession(api=api)
+    else:
+        session = AiohttpSession()
+    session.middleware(RetryMiddleware())
+    return session
+
+
+def build_bot(settings: SharedSettings) -> Bot:
+    return Bot(settings.BOT_TOKEN.get_secret_value(), session=build_session(settings))
+
+
+def local_file_reference(path: str) -> str:
+    """How a Local Bot API server (``--local``) takes a file: by its absolute path."""
+    return Path(path).resolve().as_uri()

@@ -1,0 +1,174 @@
+"""Database: graceful degradation and reconnects against real PostgreSQL servers."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from ecosystem_shared.db import Database, describe_dsn
+from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.migrations import shared_migrations
+from ecosystem_shared.testing.postgres import PostgresServer, free_port
+from ecosystem_shared.testing.waiting import wait_until
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, migrations=shared_migrations(), reconnect_seconds=0.2)
+    await database.start()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A private server this test may stop and start (the shared one must stay up)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def db_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "ecosystem_shared.db" and r.levelno >= logging.WARNING
+    ]
+
+
+def test_describe_dsn_hides_credentials() -> None:
+    assert describe_dsn("postgresql://bot:s3cret@db:5432/ecosystem") == "db:5432/ecosystem"
+    assert describe_dsn("host=db password=s3cret") == "database"
+    assert "s3cret" not in describe_dsn("postgres://u:s3cret@[::1]/x?sslmode=require")
+
+
+async def test_no_dsn_is_disabled_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    database = Database(None)
+    with caplog.at_level(logging.INFO):
+        await database.start()
+    assert not database.enabled
+    assert not database.available
+    assert len(db_warnings(caplog)) == 1
+    with pytest.raises(DatabaseUnavailable):
+        async with database.acquire():
+            pass
+    await database.close()
+
+
+async def test_connects_migrates_and_decodes_jsonb(db: Database) -> None:
+    assert db.enabled and db.available
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM shared.schema_migrations") == len(
+            shared_migrations()
+        )
+        value = {"ключ": [1, 2.5, None, True], "nested": {"s": "x"}}
+        assert await conn.fetchval("SELECT $1::jsonb", value) == value
+        assert await conn.fetchval("SELECT '{\"a\": 1}'::json") == {"a": 1}
+
+
+async def test_bad_sql_passes_through_and_keeps_the_database(db: Database) -> None:
+    with pytest.raises(asyncpg.UndefinedTableError):
+        async with db.acquire() as conn:
+            await conn.execute("SELECT * FROM no_such_table")
+    assert db.available
+
+
+async def test_unreachable_at_start_connects_when_server_appears(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    dsn = f"postgresql://postgres:hunter2secret@127.0.0.1:{port}/postgres"
+    database = Database(dsn, migrations=shared_migrations(), reconnect_seconds=0.2)
+    connected: list[bool] = []
+
+    async def on_connected() -> None:
+        connected.append(True)
+
+    database.on_connected.append(on_connected)
+    server = PostgresServer(port=port)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            await asyncio.wait_for(database.start(), 10)  # must not hang or raise
+            assert not database.available
+            with pytest.raises(DatabaseUnavailable):
+                async with database.acquire():
+                    pass
+            await asyncio.sleep(0.6)  # a few failed retries: still one warning
+            warnings = db_warnings(caplog)
+            assert len(warnings) == 1, warnings
+            assert f"127.0.0.1:{port}/postgres" in warnings[0]
+            await asyncio.to_thread(server.start)
+            await wait_until(lambda: _true(database.available), timeout=15, what="reconnect")
+        assert connected == [True]
+        async with database.acquire() as conn:
+            assert await conn.fetchval("SELECT to_regclass('shared.users')::text") == "shared.users"
+        assert "hunter2secret" not in caplog.text
+    finally:
+        await database.close()
+        await asyncio.to_thread(server.cleanup)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_server_restart_is_survived(own_server: PostgresServer) -> None:
+    database = Database(own_server.url, max_size=3, reconnect_seconds=0.2)
+    connected: list[bool] = []
+
+    async def on_connected() -> None:
+        connected.append(True)
+
+    database.on_connected.append(on_connected)
+    await database.start()
+    try:
+        async with database.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+        await asyncio.to_thread(own_server.stop)
+        with pytest.raises(DatabaseUnavailable):
+            async with database.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        assert not database.available
+        with pytest.raises(DatabaseUnavailable):  # fails fast while down
+            async with database.acquire():
+                pass
+        await asyncio.to_thread(own_server.start)
+        await wait_until(lambda: _true(database.available), timeout=15, what="reconnect")
+        async with database.acquire() as conn:
+            assert await conn.fetchval("SELECT 2") == 2
+        assert connected == [True, True]
+    finally:
+        await database.close()
+
+
+async def test_killed_connection_recovers_quickly(db: Database, database_url: str) -> None:
+    async with db.acquire() as conn:
+        pid = conn.get_server_pid()
+    admin = await asyncpg.connect(database_url)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    # Depending on timing the pool notices the dead connection itself, or the query fails:
+    # then the caller sees DatabaseUnavailable (never a raw asyncpg error).
+    try:
+        async with db.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except DatabaseUnavailable:
+        pass
+    await wait_until(lambda: _true(db.available), timeout=5, what="recovery")
+    async with db.acquire() as conn:
+        assert await conn.fetchval("SELECT 3") == 3
+        assert conn.get_server_pid() != pid
+
+
+async def test_close_stops_reconnecting() -> None:
+    database = Database(f"postgresql://127.0.0.1:{free_port()}/x", reconnect_seconds=0.05)
+    await database.start()
+    await database.close()
+    assert not database.available
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == "database-reconnect"]
+    assert tasks == []

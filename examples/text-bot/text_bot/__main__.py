@@ -1,0 +1,8 @@
+"""`python -m text_bot` starts the bot."""
+
+from ecosystem_shared.runtime import run_bot
+from text_bot.handlers import COMMANDS, build_router
+from text_bot.settings import MIGRATIONS, Settings
+
+if __name__ == "__main__":
+    raise SystemExit(run_bot(Settings, build_router, migrations=MIGRATIONS, commands=COMMANDS))

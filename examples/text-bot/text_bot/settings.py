@@ -1,0 +1,18 @@
+"""This bot's settings: the shared variables with this bot's defaults, plus its own."""
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+
+from ecosystem_shared.config import SharedSettings
+
+# The bot's own SQL, applied at start after the shared schema (idempotent, in name order).
+MIGRATIONS = sorted((Path(__file__).parent / "migrations").glob("*.sql"))
+
+
+class Settings(SharedSettings):
+    BOT_NAME: str = "Text Bot"
+    LANGUAGE: Literal["ru", "en"] = "ru"
+    RATE_LIMIT_SECONDS: float = 3.0
+    DIGEST_TIME: time = time(0, 0)
+    DIGEST_TIMEZONE: str = "Europe/Moscow"
