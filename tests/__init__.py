@@ -1,0 +1,1 @@
+"""Template tests (a package so that tests.helpers is importable)."""

@@ -1,0 +1,211 @@
+"""Render every answer combination and check the result like a user's CI would.
+
+Each case is rendered once per session (tests of one case share an xdist group, so one worker
+renders it). Checks, cheapest first: files and markers, ruff, mypy, then the generated bot's
+own test suite against the real PostgreSQL in TEST_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    ALL_CASES,
+    COMBO_ENV,
+    COMBOS,
+    PYTHON,
+    Case,
+    RenderCache,
+    assert_ok,
+    child_env,
+    jinja_leftovers,
+    read,
+    recorded_answers,
+    run,
+    selected_cases,
+    tail,
+)
+
+CASES = [
+    pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.id))
+    for case in selected_cases()
+]
+LINT_TIMEOUT = 300
+BOT_SUITE_TIMEOUT = 900
+
+REQUIRED_FILES = (
+    "README.md",
+    "pyproject.toml",
+    "Dockerfile",
+    ".dockerignore",
+    ".gitignore",
+    ".env.example",
+    "compose.yaml",
+    ".copier-answers.yml",
+    "ecosystem_shared/__init__.py",
+    "ecosystem_shared/config.py",
+    "ecosystem_shared/db.py",
+    "ecosystem_shared/analytics.py",
+    "ecosystem_shared/notifications.py",
+    "ecosystem_shared/digest.py",
+    "ecosystem_shared/runtime.py",
+    "tests/conftest.py",
+    "{package}/__init__.py",
+    "{package}/__main__.py",
+    "{package}/settings.py",
+    "{package}/handlers/start.py",
+)
+
+
+@pytest.fixture
+def project(case: Case, renders: RenderCache) -> Path:
+    return renders.get(case)
+
+
+def package_of(project: Path) -> str:
+    return str(recorded_answers(project)["package_name"])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_copier_records_the_answers(case: Case, project: Path) -> None:
+    recorded = recorded_answers(project)
+    assert recorded.get("_commit"), "_commit missing: `copier update` could not find the base"
+    for key, value in case.answers.items():
+        assert recorded[key] == value, f"answer {key} recorded as {recorded[key]!r}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_jinja_leftovers(case: Case, project: Path) -> None:
+    leftovers = jinja_leftovers(project)
+    assert not leftovers, "unrendered Jinja:\n" + "\n".join(leftovers[:40])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_required_files_present(case: Case, project: Path) -> None:
+    package = package_of(project)
+    missing = [
+        name.format(package=package)
+        for name in REQUIRED_FILES
+        if not (project / name.format(package=package)).is_file()
+    ]
+    assert not missing, f"missing files: {missing}"
+    assert list((project / "tests").rglob("test_*.py")), "the bot has no tests"
+    ignored = read(project, ".gitignore").splitlines()
+    assert ".env" in [line.strip() for line in ignored], ".env must be git-ignored"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_files_follow_the_answers(case: Case, project: Path) -> None:
+    package = package_of(project)
+    crm, media = case.flag("crm"), case.mode == "media"
+    external = case.flag("external_api")
+    expected = {
+        f"{package}/migrations/10-crm.sql": crm,
+        f"{package}/handlers/crm.py": crm,
+        f"{package}/services/crm.py": crm,
+        "tests/bot/test_crm.py": crm,
+        f"{package}/handlers/media.py": media,
+        f"{package}/services/media.py": media,
+        "tests/bot/test_media.py": media,
+        f"{package}/handlers/commands.py": not media,
+        f"{package}/handlers/external.py": external,
+        f"{package}/services/external_api.py": external,
+        "tests/bot/test_external_api.py": external,
+    }
+    wrong = {
+        name: ("missing" if wanted else "unexpected")
+        for name, wanted in expected.items()
+        if (project / name).is_file() != wanted
+    }
+    assert not wrong, f"files that do not follow the answers: {wrong}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_deployment_files_follow_the_answers(case: Case, project: Path) -> None:
+    compose = read(project, "compose.yaml")
+    assert ("telegram-bot-api" in compose) == case.flag("local_bot_api"), (
+        "compose.yaml must use the Local Bot API server exactly when local_bot_api is true"
+    )
+    dockerfile = read(project, "Dockerfile")
+    assert ("ffmpeg" in dockerfile) == (case.mode == "media"), "ffmpeg belongs to media images"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pyproject_is_valid_toml_with_the_answers(case: Case, project: Path) -> None:
+    recorded = recorded_answers(project)
+    meta = tomllib.loads(read(project, "pyproject.toml"))["project"]
+    assert meta["name"] == recorded["bot_slug"]
+    assert meta["description"] == recorded["description"]
+    assert meta["authors"] == [{"name": recorded["author"]}]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_ruff_check_clean(case: Case, project: Path) -> None:
+    cmd = [PYTHON, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."]
+    result = run(cmd, project, timeout=LINT_TIMEOUT)
+    assert_ok(result, "ruff check")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_ruff_format_clean(case: Case, project: Path) -> None:
+    cmd = [PYTHON, "-m", "ruff", "format", "--check", "--diff", "--no-cache", "."]
+    result = run(cmd, project, timeout=LINT_TIMEOUT)
+    assert_ok(result, "ruff format --check")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mypy_clean(case: Case, project: Path, mypy_cache: Path) -> None:
+    cmd = [PYTHON, "-m", "mypy", "--cache-dir", str(mypy_cache), "ecosystem_shared"]
+    result = run([*cmd, package_of(project)], project, timeout=LINT_TIMEOUT, env=child_env())
+    assert_ok(result, "mypy")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_generated_test_suite_passes(case: Case, project: Path) -> None:
+    """The bot's own pytest, as its CI runs it (PostgreSQL from TEST_DATABASE_URL if set)."""
+    cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    result = run(cmd, project, timeout=BOT_SUITE_TIMEOUT, env=child_env())
+    assert_ok(result, "the generated bot's pytest", lines=80)
+    assert re.search(r"\b\d+ passed\b", result.stdout), f"no test ran:\n{tail(result.stdout)}"
+
+
+# ---------------------------------------------------------------- the harness itself
+
+
+def test_matrix_covers_every_combination() -> None:
+    ids = [case.id for case in COMBOS]
+    assert len(set(ids)) == 8
+    assert "text-false-false" in ids
+    assert "media-true-true" in ids
+    assert len({case.id for case in ALL_CASES}) == len(ALL_CASES)
+
+
+def test_template_combo_selects_one_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(COMBO_ENV, "media-false-true")
+    assert [case.id for case in selected_cases()] == ["media-false-true"]
+    monkeypatch.setenv(COMBO_ENV, "video-true-true")
+    with pytest.raises(ValueError, match="not a known case"):
+        selected_cases()
+    monkeypatch.delenv(COMBO_ENV)
+    assert selected_cases() == ALL_CASES
+
+
+def test_leftover_detector(tmp_path: Path) -> None:
+    workflow = tmp_path / ".github/workflows/ci.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text("ref: ${{ github.ref }}\nrun: echo ${#ARR[@]}\n", encoding="utf-8")
+    (tmp_path / "ok.py").write_text("x = {'a': {1: 2}}\n", encoding="utf-8")
+    assert jinja_leftovers(tmp_path) == []
+    (tmp_path / "a.py").write_text("A = 1\nNAME = '{{ bot_name }}'\n", encoding="utf-8")
+    (tmp_path / "b.md").write_text("{% if crm %}\n{# note #}\n", encoding="utf-8")
+    (tmp_path / "c.txt.jinja").write_text("plain\n", encoding="utf-8")
+    assert jinja_leftovers(tmp_path) == [
+        "a.py:2: NAME = '{{ bot_name }}'",
+        "b.md:1: {% if crm %}",
+        "b.md:2: {# note #}",
+        "c.txt.jinja: unrendered file name",
+    ]
