@@ -49,7 +49,8 @@ class RetryMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Any:
-        if isinstance(method, _NOT_RETRIED):
+        retried = not isinstance(method, _NOT_RETRIED)  # a bool: no narrowing of `method`
+        if not retried:
             return await make_request(bot, method)
         attempt = 1
         while True:
