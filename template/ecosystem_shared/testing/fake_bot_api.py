@@ -417,7 +417,7 @@ class FakeBotAPI:
 
     def add_file(self, data: bytes, filename: str = "file.bin") -> str:
         """Make a file downloadable with getFile; returns the ``file_id`` to put in an update."""
-        return self._store_file(data, f"documents/{filename}")
+        return self._store_file(data, "documents", filename)
 
     # ------------------------------------------------------------------ calls
     def calls(self, method: str | None = None, **match: Any) -> list[Call]:
@@ -617,9 +617,11 @@ class FakeBotAPI:
         self._bot_messages.setdefault(chat["id"], []).append(message)
         return message
 
-    def _store_file(self, data: bytes, file_path: str) -> str:
+    def _store_file(self, data: bytes, folder: str, name: str, *, unique: bool = False) -> str:
+        """Keep ``data`` downloadable as ``folder/name`` (``folder/<file_id>_name`` if unique)."""
         file_id = f"FILE{next(self._ids)}"
-        self._files[file_id] = (file_path.replace("{id}", file_id), data)
+        path = f"{folder}/{file_id}_{name}" if unique else f"{folder}/{name}"
+        self._files[file_id] = (path, data)
         return file_id
 
     def _file_object(self, files: Files, ref: Any, folder: str) -> dict[str, Any]:
@@ -631,7 +633,7 @@ class FakeBotAPI:
             raise ApiError(400, f"Bad Request: can't parse InputMedia: media not found ({ref})")
         if upload is None:
             return {"file_id": ref, "file_unique_id": hashlib.sha256(ref.encode()).hexdigest()}
-        file_id = self._store_file(upload.data, f"{folder}/{{id}}_{upload.filename or 'file'}")
+        file_id = self._store_file(upload.data, folder, upload.filename or "file", unique=True)
         result = {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": upload.size}
         return result | ({"file_name": upload.filename} if upload.filename else {})
 
