@@ -18,11 +18,13 @@ from tests.helpers import (
     COMBO_ENV,
     COMBOS,
     PYTHON,
+    REPO_ROOT,
     Case,
     RenderCache,
     assert_ok,
     child_env,
     jinja_leftovers,
+    project_files,
     read,
     recorded_answers,
     run,
@@ -36,6 +38,8 @@ CASES = [
 ]
 LINT_TIMEOUT = 300
 BOT_SUITE_TIMEOUT = 900
+# Cases whose render also runs the template-owned tests/shared (one per mode; see suite_paths).
+FULL_SUITE_CASES = frozenset({"text-false-false", "media-true-true"})
 
 REQUIRED_FILES = (
     "README.md",
@@ -165,13 +169,50 @@ def test_mypy_clean(case: Case, project: Path, mypy_cache: Path) -> None:
     assert_ok(result, "mypy")
 
 
+def suite_paths(case: Case) -> list[str]:
+    """What of the bot's own suite to run for ``case``.
+
+    ``tests/bot`` (the bot's handlers, which the answers shape) runs for every case. The
+    template-owned ``tests/shared`` is the same file for file in every render
+    (test_shared_part_is_the_template_verbatim), so a full run per mode covers it; a single
+    case chosen with TEMPLATE_COMBO (one CI job per case) always runs everything.
+    """
+    if case.id in FULL_SUITE_CASES or len(CASES) == 1:
+        return ["tests"]
+    return ["tests/bot"]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_generated_test_suite_passes(case: Case, project: Path) -> None:
     """The bot's own pytest, as its CI runs it (PostgreSQL from TEST_DATABASE_URL if set)."""
-    cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *suite_paths(case)]
     result = run(cmd, project, timeout=BOT_SUITE_TIMEOUT, env=child_env())
     assert_ok(result, "the generated bot's pytest", lines=80)
     assert re.search(r"\b\d+ passed\b", result.stdout), f"no test ran:\n{tail(result.stdout)}"
+
+
+SHARED_FOLDERS = ("ecosystem_shared", "tests/shared")
+
+
+def shared_part(root: Path) -> dict[str, bytes]:
+    """The template-owned code and tests under ``root`` (a render or template/), by path."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for folder in SHARED_FOLDERS
+        for path in project_files(root / folder)
+    }
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_shared_part_is_the_template_verbatim(case: Case, project: Path) -> None:
+    """Whatever the answers, ecosystem_shared/ and tests/shared/ are copied byte for byte: what
+    lets test_generated_test_suite_passes run tests/shared once per mode instead of per case."""
+    source = shared_part(REPO_ROOT / "template")
+    assert "tests/shared/test_analytics.py" in source
+    rendered = shared_part(project)
+    names = source.keys() | rendered.keys()
+    differing = sorted(name for name in names if source.get(name) != rendered.get(name))
+    assert not differing, f"template-owned files that depend on the answers: {differing}"
 
 
 # ---------------------------------------------------------------- the harness itself
