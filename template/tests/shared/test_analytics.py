@@ -156,6 +156,11 @@ async def test_full_buffer_drops_new_rows_and_warns_once(
     assert await analytics.flush() == 10
     rows = await fetch(database_url, EVENTS)
     assert [json.loads(r["event_data"])["i"] for r in rows] == list(range(10))  # oldest kept
+    # The four drops after the first warning are not lost from the log: told at exit.
+    with caplog.at_level(logging.WARNING, logger="ecosystem_shared.analytics"):
+        await analytics.close()
+    told = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(told) == 2 and "dropped 4 rows" in told[1] and "5 since start" in told[1], told
 
 
 @pytest.fixture
