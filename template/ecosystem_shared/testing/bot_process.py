@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal as signals
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ecosystem_shared.config import SharedSettings
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.waiting import wait_until
 
 __all__ = ["BotProcess"]
 
@@ -71,6 +73,16 @@ class BotProcess:
     def output(self) -> str:
         """Everything the process printed so far (stdout and stderr interleaved)."""
         return "".join(self._output)
+
+    async def wait_for_output(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        """The first match of the regex ``pattern`` in the output (which is read as it comes)."""
+
+        async def probe() -> re.Match[str] | None:
+            return re.search(pattern, self.output)
+
+        match = await wait_until(probe, timeout=timeout, what=f"{pattern!r} in the bot's output")
+        assert match is not None
+        return match
 
     @property
     def pid(self) -> int | None:

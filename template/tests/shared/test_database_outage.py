@@ -5,15 +5,12 @@ two analytics rows (the user and a ``user_start`` event), which is how the buffe
 """
 
 import asyncio
-import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-import pytest
 
-from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.postgres import PostgresServer
 from ecosystem_shared.testing.telegram_fixtures import StartBot
@@ -27,15 +24,6 @@ FAST: dict[str, Any] = {
 }
 
 EventCounts = Counter[tuple[int, str]]
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A private server this test may stop and start (the shared one must stay up)."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def first_name(user_id: int) -> str:
@@ -86,15 +74,6 @@ async def wait_for_events(url: str, count: int) -> None:
     )
 
 
-async def wait_for_output(bot: BotProcess, pattern: str) -> re.Match[str]:
-    async def probe() -> re.Match[str] | None:
-        return re.search(pattern, bot.output)
-
-    match = await wait_until(probe, timeout=TIMEOUT, what=f"{pattern!r} in the bot's output")
-    assert match is not None
-    return match
-
-
 async def test_outages_before_and_during_the_run(
     fake_api: FakeBotAPI,
     bot_process_factory: StartBot,
@@ -104,7 +83,7 @@ async def test_outages_before_and_during_the_run(
     from the start, longer than its 10-row buffer holds; then mid-run, shorter than that."""
     await asyncio.to_thread(own_server.stop)
     bot = await bot_process_factory(DATABASE_URL=own_server.url, ANALYTICS_BUFFER_SIZE="10", **FAST)
-    await wait_for_output(bot, r"Database .* is unavailable")
+    await bot.wait_for_output(r"Database .* is unavailable")
 
     # Down from the start: everyone is answered; rows are kept while they fit, then dropped.
     kept = {11: 1, 12: 2, 13: 2}  # 5 x /start: 10 rows, the buffer is full
@@ -112,7 +91,7 @@ async def test_outages_before_and_during_the_run(
     assert "dropped" not in bot.output
     lost = {14: 1, 15: 2}
     await talk(fake_api, lost)
-    dropped = await wait_for_output(bot, r"Analytics: dropped (\d+) rows \(buffer full")
+    dropped = await bot.wait_for_output(r"Analytics: dropped (\d+) rows \(buffer full")
     assert int(dropped[1]) >= 1
 
     # The server comes up: the same process connects, migrates and writes what it kept.
@@ -127,7 +106,7 @@ async def test_outages_before_and_during_the_run(
     await asyncio.to_thread(own_server.stop)
     during = {11: 1, 14: 1, 17: 2}
     await talk(fake_api, during)
-    await wait_for_output(bot, r"Lost the database")
+    await bot.wait_for_output(r"Lost the database")
     await asyncio.to_thread(own_server.start)
     expected = starts_of(kept, after, during)
     await wait_for_events(own_server.url, expected.total())  # written by the running process

@@ -6,7 +6,6 @@ hit the next matching call of any chat, so each scenario waits for the previous 
 """
 
 import asyncio
-import re
 
 import pytest
 from aiogram.exceptions import TelegramServerError
@@ -14,10 +13,8 @@ from pydantic import SecretStr
 
 from ecosystem_shared.config import SharedSettings
 from ecosystem_shared.telegram import RetryMiddleware, build_bot
-from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 from ecosystem_shared.testing.telegram_fixtures import StartBot
-from ecosystem_shared.testing.waiting import wait_until
 
 TIMEOUT = 30.0  # generous: the machine may be busy; nothing waits this long when all is well
 BUDGET = RetryMiddleware().max_attempts  # attempts per request in the bot's session
@@ -25,17 +22,6 @@ BUDGET = RetryMiddleware().max_attempts  # attempts per request in the bot's ses
 
 def replies(fake_api: FakeBotAPI, chat_id: int) -> list[Call]:
     return fake_api.calls("sendMessage", chat_id=chat_id)
-
-
-async def wait_for_output(bot: BotProcess, pattern: str) -> re.Match[str]:
-    """The bot's log line matching ``pattern`` (its output is read asynchronously)."""
-
-    async def probe() -> re.Match[str] | None:
-        return re.search(pattern, bot.output)
-
-    match = await wait_until(probe, timeout=TIMEOUT, what=f"{pattern!r} in the bot's output")
-    assert match is not None
-    return match
 
 
 async def test_bot_api_errors_and_outage_are_survived(
@@ -68,7 +54,7 @@ async def test_bot_api_errors_and_outage_are_survived(
     assert {call.params["text"] for call in failed} == {help_text}
     assert apology.error_code is None
     assert apology.params["text"] and apology.params["text"] != help_text
-    await wait_for_output(bot, r"(?s)Unhandled error in update.*TelegramServerError")
+    await bot.wait_for_output(r"(?s)Unhandled error in update.*TelegramServerError")
 
     # The bot keeps serving.
     fake_api.push_message("/help", user_id=104)
@@ -77,7 +63,7 @@ async def test_bot_api_errors_and_outage_are_survived(
 
     # The Bot API goes away for a few seconds: polling fails, backs off, and comes back.
     fake_api.set_unreachable(True)
-    await wait_for_output(bot, r"Failed to fetch updates")
+    await bot.wait_for_output(r"Failed to fetch updates")
     fake_api.push_message("/help", user_id=105)  # waits in Telegram's queue meanwhile
     await asyncio.sleep(3)  # the outage itself, not a wait for a result
     assert not replies(fake_api, 105)
@@ -86,7 +72,7 @@ async def test_bot_api_errors_and_outage_are_survived(
     for chat_id in (105, 106):
         answer = await fake_api.wait_for_call("sendMessage", TIMEOUT, chat_id=chat_id)
         assert answer.error_code is None
-    await wait_for_output(bot, r"Connection established")
+    await bot.wait_for_output(r"Connection established")
     assert bot.returncode is None
 
     # Nothing was sent twice or late: one successful message per chat, and no extra attempts.
