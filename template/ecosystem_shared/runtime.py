@@ -170,7 +170,12 @@ def run_bot(
         dp = build_dispatcher(services, [build_router(settings)])
         await run_services(services, dp, commands)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        # Logged rather than left to the interpreter, whose traceback would skip the redaction.
+        logger.critical("Stopped by an unexpected error", exc_info=True)
+        return 1
     return 0
 
 
