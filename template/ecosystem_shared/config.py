@@ -51,7 +51,7 @@ class SharedSettings(BaseSettings):
     DB_RECONNECT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
 
     ENABLE_ANALYTICS: bool = True
-    ANALYTICS_CHANNEL_ID: int | None = None
+    ANALYTICS_CHANNEL_ID: int | None = Field(default=None, ge=-(2**63), lt=2**63)  # a chat id
     ANALYTICS_BUFFER_SIZE: int = Field(default=10_000, ge=10, le=10_000_000)
     ANALYTICS_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
     ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)

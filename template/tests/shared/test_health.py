@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiogram import Bot
+from aiogram.methods import GetUpdates, SendMessage, TelegramMethod
 
+from ecosystem_shared import runtime
 from ecosystem_shared.health import check_liveness, main, touch_liveness
+from ecosystem_shared.telegram import PollingWatch
+from ecosystem_shared.testing.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,3 +104,32 @@ def test_healthcheck_command_fresh_stale_missing(tmp_path: Path) -> None:
     assert stale.returncode == 1
     assert "old" in stale.stdout
     assert run_check(HEALTH_FILE=str(target), HEALTH_MAX_AGE="600").returncode == 0
+
+
+async def test_liveness_file_follows_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime touches the file only while Telegram answers getUpdates."""
+    now = [1000.0]
+    watch = PollingWatch(clock=lambda: now[0])
+    bot = Bot("123:abc")
+
+    async def answer(bot: Bot, method: TelegramMethod[Any]) -> Any:
+        return []
+
+    await watch(answer, bot, GetUpdates())
+    now[0] += runtime.POLLING_STALE_SECONDS + 1
+    await watch(answer, bot, SendMessage(chat_id=1, text="not a poll"))
+    assert watch.seconds_since_answer > runtime.POLLING_STALE_SECONDS
+
+    monkeypatch.setattr(runtime, "LIVENESS_SECONDS", 0.01)
+    path = tmp_path / "alive"
+    keeper = asyncio.create_task(runtime._keep_alive(path, watch))
+    try:
+        await asyncio.sleep(0.2)
+        assert not path.exists(), "touched although polling is stale"
+        await watch(answer, bot, GetUpdates())  # Telegram answers again
+        await wait_until(lambda: asyncio.sleep(0, path.exists()), what="the liveness file")
+    finally:
+        keeper.cancel()
+        await bot.session.close()
