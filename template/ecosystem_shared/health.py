@@ -1,10 +1,11 @@
 """Liveness for the Docker HEALTHCHECK: the bot touches a file, the check reads its age.
 
 The runtime calls :func:`touch_liveness` every 30 s while Telegram answers its long polls; the
-image's ``HEALTHCHECK CMD python -m ecosystem_shared.health`` exits 0 while the file is fresh and 1 with a
-one-line reason otherwise (Docker shows that line in ``docker inspect``). A file rather than an
-HTTP port: a polling bot listens on nothing, and a file works with a read-only root filesystem
-(``/tmp`` is a tmpfs). Standard library only, so the check starts fast and never needs settings.
+image's ``HEALTHCHECK CMD python -m ecosystem_shared.health`` exits 0 while the file is fresh
+and 1 with a one-line reason otherwise (Docker shows that line in ``docker inspect``). A file
+rather than an HTTP port: a polling bot listens on nothing, and a file works with a read-only
+root filesystem (``/tmp`` is a tmpfs). Standard library only, so the check starts fast and
+never needs settings.
 """
 
 from __future__ import annotations
