@@ -1,6 +1,7 @@
 """`python -m api_bot` starts the bot."""
 
 from ecosystem_shared.runtime import run_bot
+
 from api_bot.handlers import COMMANDS, build_router
 from api_bot.settings import MIGRATIONS, Settings
 

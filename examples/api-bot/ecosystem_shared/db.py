@@ -136,7 +136,7 @@ class Database:
         if await self._try_connect():
             return
         logger.warning(
-            "Database %s is unavailable (%s); retrying every %.0f s in the background",
+            "Database %s is unavailable (%s); retrying every %g s in the background",
             self.target,
             self._last_problem,
             self._reconnect_seconds,

@@ -1,6 +1,7 @@
 """`python -m crm_bot` starts the bot."""
 
 from ecosystem_shared.runtime import run_bot
+
 from crm_bot.handlers import COMMANDS, build_router
 from crm_bot.settings import MIGRATIONS, Settings
 

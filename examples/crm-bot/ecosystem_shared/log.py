@@ -50,6 +50,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiogram logs every handled update at INFO; keep it for DEBUG runs only.
-    logging.getLogger("aiogram.event").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # aiogram logs every handled update at INFO (APScheduler every run): shown at DEBUG only.
+    quiet = root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    logging.getLogger("aiogram.event").setLevel(quiet)
+    logging.getLogger("apscheduler").setLevel(quiet)

@@ -6,19 +6,25 @@ variables. :func:`load_settings` turns a validation error into one readable line
 
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import pytz
+from annotated_types import BaseMetadata
 from pydantic import (
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -45,7 +51,7 @@ class SharedSettings(BaseSettings):
     DB_RECONNECT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
 
     ENABLE_ANALYTICS: bool = True
-    ANALYTICS_CHANNEL_ID: int | None = None
+    ANALYTICS_CHANNEL_ID: int | None = Field(default=None, ge=-(2**63), lt=2**63)  # a chat id
     ANALYTICS_BUFFER_SIZE: int = Field(default=10_000, ge=10, le=10_000_000)
     ANALYTICS_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
     ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)
@@ -98,6 +104,14 @@ class SharedSettings(BaseSettings):
             raise ValueError("expected an http(s) URL such as http://telegram-bot-api:8081")
         return value.rstrip("/")
 
+    @field_validator("HEALTH_FILE", mode="before")
+    @classmethod
+    def _empty_health_file(cls, value: Any) -> Any:
+        # Empty means the default, as for the HEALTHCHECK (`python -m ecosystem_shared.health`).
+        if isinstance(value, str) and not value.strip():
+            return DEFAULT_HEALTH_FILE
+        return value
+
     @field_validator("DIGEST_TIME", mode="before")
     @classmethod
     def _digest_time(cls, value: Any) -> Any:
@@ -118,6 +132,19 @@ class SharedSettings(BaseSettings):
             raise ValueError("expected an IANA time zone such as Europe/Moscow or UTC") from None
         return value
 
+    @field_validator("*")
+    @classmethod
+    def _shared_bounds(cls, value: Any, info: ValidationInfo) -> Any:
+        # A bot's Settings redefines shared variables to change their defaults, and a redefined
+        # field loses the bounds given here with Field(...): check them again.
+        adapter = _bounds(info.field_name) if cls is not SharedSettings else None
+        if adapter is not None:
+            try:
+                adapter.validate_python(value)
+            except ValidationError as error:
+                raise ValueError(error.errors()[0]["msg"]) from None
+        return value
+
     @field_validator("ADMIN_USER_IDS", mode="before")
     @classmethod
     def _id_list(cls, value: Any) -> Any:
@@ -135,6 +162,16 @@ class SharedSettings(BaseSettings):
     @property
     def analytics_enabled(self) -> bool:
         return self.ENABLE_ANALYTICS and self.DATABASE_URL is not None
+
+
+@functools.cache
+def _bounds(name: str | None) -> TypeAdapter[Any] | None:
+    """Validates a shared variable's bounds (min_length, ge, ...); None if it has none."""
+    field = SharedSettings.model_fields.get(name or "")
+    bounds = [item for item in field.metadata if isinstance(item, BaseMetadata)] if field else []
+    if field is None or not bounds:
+        return None
+    return TypeAdapter(Annotated[(field.annotation, *bounds)])
 
 
 def describe_errors(error: ValidationError) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +51,8 @@ class RetryMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Any:
-        if isinstance(method, _NOT_RETRIED):
+        retried = not isinstance(method, _NOT_RETRIED)  # a bool: no narrowing of `method`
+        if not retried:
             return await make_request(bot, method)
         attempt = 1
         while True:
@@ -73,6 +76,30 @@ class RetryMiddleware(BaseRequestMiddleware):
             )
             await asyncio.sleep(delay)
             attempt += 1
+
+
+class PollingWatch(BaseRequestMiddleware):
+    """When Telegram last answered ``getUpdates``: the liveness file follows polling, so the
+    container's health check fails when the bot stops receiving updates, not only when it dies."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_answer = clock()
+
+    @property
+    def seconds_since_answer(self) -> float:
+        return self._clock() - self._last_answer
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Any:
+        result = await make_request(bot, method)
+        if isinstance(method, GetUpdates):
+            self._last_answer = self._clock()
+        return result
 
 
 def build_session(settings: SharedSettings) -> BaseSession:

@@ -1,6 +1,7 @@
 """`python -m picture_bot` starts the bot."""
 
 from ecosystem_shared.runtime import run_bot
+
 from picture_bot.handlers import COMMANDS, build_router
 from picture_bot.settings import MIGRATIONS, Settings
 

@@ -70,6 +70,7 @@ class Analytics:
         self._known_limit = known_users
         self._dropped = 0
         self._unreported_drops = 0
+        self._drop_reason = ""
         self._last_drop_warning = -DROP_WARNING_SECONDS
         self._wake = asyncio.Event()
         self._reconnected = asyncio.Event()
@@ -115,6 +116,7 @@ class Analytics:
             self.db.on_connected.remove(self._on_db_connected)
         if self._buffer:
             await self._flush(deadline)
+        self._report_drops()
         if self._buffer:
             logger.warning("Analytics: %d rows not written at exit", len(self._buffer))
 
@@ -262,16 +264,23 @@ class Analytics:
     def _count_drops(self, count: int, why: str) -> None:
         self._dropped += count
         self._unreported_drops += count
-        now = time.monotonic()
-        if now - self._last_drop_warning >= DROP_WARNING_SECONDS:
-            logger.warning(
-                "Analytics: dropped %d rows (%s; %d since start)",
-                self._unreported_drops,
-                why,
-                self._dropped,
-            )
-            self._unreported_drops = 0
-            self._last_drop_warning = now
+        self._drop_reason = why
+        if time.monotonic() - self._last_drop_warning >= DROP_WARNING_SECONDS:
+            self._report_drops()
+
+    def _report_drops(self) -> None:
+        """Log the drops not logged yet (warnings are rate-limited; the rest are told later:
+        on the next warning, when the database returns, or at exit)."""
+        if not self._unreported_drops:
+            return
+        logger.warning(
+            "Analytics: dropped %d rows (%s; %d since start)",
+            self._unreported_drops,
+            self._drop_reason,
+            self._dropped,
+        )
+        self._unreported_drops = 0
+        self._last_drop_warning = time.monotonic()
 
     def _remember(self, ids: list[int]) -> None:
         for telegram_id in ids:
@@ -281,6 +290,7 @@ class Analytics:
             self._known.popitem(last=False)
 
     async def _on_db_connected(self) -> None:
+        self._report_drops()  # the full count of an outage, not only its first drop
         self._reconnected.set()
 
     async def _run(self) -> None:

@@ -31,7 +31,7 @@ from ecosystem_shared.log import secrets_of, setup_logging
 from ecosystem_shared.middlewares import ErrorMiddleware, RateLimitMiddleware
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.notifications import Notifier
-from ecosystem_shared.telegram import build_bot
+from ecosystem_shared.telegram import PollingWatch, build_bot
 from ecosystem_shared.texts import shared_texts
 
 S = TypeVar("S", bound=SharedSettings)
@@ -40,6 +40,9 @@ RouterFactory = Callable[[Any], Router]
 logger = logging.getLogger(__name__)
 
 LIVENESS_SECONDS = 30.0
+# No getUpdates answered for this long (aiogram's long poll is 10 s, its retry backoff at most
+# 5 s): stop touching the liveness file, so the health check reports the bot cut off.
+POLLING_STALE_SECONDS = 90.0
 
 
 @dataclass(slots=True)
@@ -96,9 +99,11 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     return dp
 
 
-async def _keep_alive(path: Path | None) -> None:
+async def _keep_alive(path: Path | None, polling: PollingWatch) -> None:
+    """Touch the liveness file while Telegram answers our long polls."""
     while path is not None:
-        touch_liveness(path)
+        if polling.seconds_since_answer < POLLING_STALE_SECONDS:
+            touch_liveness(path)
         await asyncio.sleep(LIVENESS_SECONDS)
 
 
@@ -130,7 +135,9 @@ async def run_services(
             callback=digest_job,
         )
     scheduler.start()
-    liveness = asyncio.create_task(_keep_alive(settings.HEALTH_FILE))
+    polling = PollingWatch()
+    services.bot.session.middleware(polling)
+    liveness = asyncio.create_task(_keep_alive(settings.HEALTH_FILE, polling))
     try:
         if commands:
             with contextlib.suppress(Exception):
@@ -147,7 +154,7 @@ async def run_services(
         await services.analytics.close()
         await services.db.close()
         await services.bot.session.close()
-        logger.info("Stopped cleanly")
+    logger.info("Stopped cleanly")  # not reached when polling ended with an error
 
 
 def run_bot(
@@ -170,7 +177,12 @@ def run_bot(
         dp = build_dispatcher(services, [build_router(settings)])
         await run_services(services, dp, commands)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        # Logged rather than left to the interpreter, whose traceback would skip the redaction.
+        logger.critical("Stopped by an unexpected error", exc_info=True)
+        return 1
     return 0
 
 

@@ -1,6 +1,7 @@
 """`python -m text_bot` starts the bot."""
 
 from ecosystem_shared.runtime import run_bot
+
 from text_bot.handlers import COMMANDS, build_router
 from text_bot.settings import MIGRATIONS, Settings
 

@@ -25,8 +25,11 @@ async def open_client(dispatcher: Dispatcher, settings: Settings) -> None:
 
 
 @router.shutdown()
-async def close_client(external_api: ExternalApiClient) -> None:
-    await external_api.close()
+async def close_client(dispatcher: Dispatcher) -> None:
+    # Looked up on the dispatcher: shutdown hooks get the workflow data as it was before startup.
+    client = dispatcher.workflow_data.get("external_api")
+    if isinstance(client, ExternalApiClient):
+        await client.close()
 
 
 @router.message(Command("getdata"))

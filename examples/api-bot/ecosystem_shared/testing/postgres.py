@@ -26,14 +26,16 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from ecosystem_shared.db import configure_connection
+from ecosystem_shared.db import Database, configure_connection, describe_dsn
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
 
 __all__ = [
     "PostgresServer",
     "database_url",
+    "db",
     "db_conn",
     "find_pg_bin",
+    "own_server",
     "postgres_url",
     "with_database",
 ]
@@ -192,7 +194,11 @@ def database_url(postgres_url: str) -> Iterator[str]:
     try:
         run_sync(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-        pytest.fail(f"Cannot create a test database on the PostgreSQL server: {error}")
+        pytest.fail(
+            f"Cannot create a test database on {describe_dsn(postgres_url)}"
+            f" (TEST_DATABASE_URL / DATABASE_URL, or the throwaway server): {error}",
+            pytrace=False,
+        )
     try:
         yield with_database(postgres_url, name)
     finally:
@@ -209,3 +215,24 @@ async def db_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A started :class:`Database` on the test's database, shared schema applied; closed after."""
+    database = Database(database_url, migrations=shared_migrations(), reconnect_seconds=0.2)
+    await database.start()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A private throwaway server the test may stop and start (the shared one must stay up)."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as error:
+        pytest.fail(f"Could not start a private PostgreSQL: {error}", pytrace=False)
+    yield server
+    server.cleanup()

@@ -3,7 +3,20 @@
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
 """
 
-from ecosystem_shared.testing.postgres import database_url, db_conn, postgres_url
-from ecosystem_shared.testing.telegram_fixtures import bot_process_factory, fake_api
+from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.telegram_fixtures import (
+    bot_process_factory,
+    fake_api,
+    pytest_configure,
+)
 
-__all__ = ["bot_process_factory", "database_url", "db_conn", "fake_api", "postgres_url"]
+__all__ = [
+    "bot_process_factory",
+    "database_url",
+    "db",
+    "db_conn",
+    "fake_api",
+    "own_server",
+    "postgres_url",
+    "pytest_configure",
+]

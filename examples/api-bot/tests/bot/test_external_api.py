@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import wait_for_rows
 
 
@@ -34,7 +36,10 @@ async def external_api() -> AsyncIterator[dict[str, Any]]:
 
 
 async def test_getdata_retries_then_answers(
-    fake_api: Any, bot_process_factory: Any, database_url: str, external_api: dict[str, Any]
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    external_api: dict[str, Any],
 ) -> None:
     external_api["fail_first"] = 2
     await bot_process_factory(
@@ -57,7 +62,10 @@ async def test_getdata_retries_then_answers(
 
 
 async def test_getdata_failure_is_recorded(
-    fake_api: Any, bot_process_factory: Any, database_url: str, external_api: dict[str, Any]
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    external_api: dict[str, Any],
 ) -> None:
     external_api["fail_first"] = 100
     await bot_process_factory(

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -12,23 +11,6 @@ from ecosystem_shared.exceptions import DatabaseUnavailable
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.testing.postgres import PostgresServer, free_port
 from ecosystem_shared.testing.waiting import wait_until
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, migrations=shared_migrations(), reconnect_seconds=0.2)
-    await database.start()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A private server this test may stop and start (the shared one must stay up)."""
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def db_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -1,13 +1,14 @@
 """Text mode: commands answer and are recorded as ``command_used`` events."""
 
 import json
-from typing import Any
 
+from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import wait_for_rows
 
 
 async def test_command_is_recorded(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(
         DATABASE_URL=database_url, RATE_LIMIT_SECONDS="0", ANALYTICS_FLUSH_SECONDS="0.1"

@@ -1,14 +1,14 @@
 """CRM: subscriptions and orders in the crm schema; admin commands gated by ADMIN_USER_IDS."""
 
-from typing import Any
-
+from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows
 
 ADMIN = 9001
 
 
 async def test_subscribe_upserts_premium_and_records_order(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(
         DATABASE_URL=database_url, RATE_LIMIT_SECONDS="0", ANALYTICS_FLUSH_SECONDS="0.1"
@@ -37,7 +37,7 @@ async def test_subscribe_upserts_premium_and_records_order(
 
 
 async def test_admin_commands_refuse_non_admins(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(
         DATABASE_URL=database_url, RATE_LIMIT_SECONDS="0", ADMIN_USER_IDS=str(ADMIN)

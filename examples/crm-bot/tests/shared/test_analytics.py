@@ -3,7 +3,7 @@
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,14 +19,6 @@ from ecosystem_shared.testing.postgres import PostgresServer
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows
 
 EVENTS = "SELECT * FROM shared.analytics_events ORDER BY id"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, migrations=shared_migrations(), reconnect_seconds=0.2)
-    await database.start()
-    yield database
-    await database.close()
 
 
 AnalyticsFactory = Callable[..., Analytics]
@@ -156,14 +148,11 @@ async def test_full_buffer_drops_new_rows_and_warns_once(
     assert await analytics.flush() == 10
     rows = await fetch(database_url, EVENTS)
     assert [json.loads(r["event_data"])["i"] for r in rows] == list(range(10))  # oldest kept
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.cleanup()
+    # The four drops after the first warning are not lost from the log: told at exit.
+    with caplog.at_level(logging.WARNING, logger="ecosystem_shared.analytics"):
+        await analytics.close()
+    told = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(told) == 2 and "dropped 4 rows" in told[1] and "5 since start" in told[1], told
 
 
 async def test_outage_keeps_rows_until_the_database_returns(own_server: PostgresServer) -> None:

@@ -1,3 +1,4 @@
+import importlib
 import subprocess
 import sys
 from datetime import time
@@ -6,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from ecosystem_shared.config import SharedSettings, load_settings
+from ecosystem_shared.health import DEFAULT_HEALTH_FILE
+from ecosystem_shared.health import main as health_check
+from ecosystem_shared.testing.bot_process import clean_environment
 
 TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
 
@@ -52,27 +56,64 @@ def test_parses_lists_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.TELEGRAM_API_BASE_URL == "http://telegram-bot-api:8081"
 
 
+# (variable, bad value, start of its one error line): every SharedSettings variable that a value
+# can make invalid, the first case of each also goes to the real entrypoint at once.
+BAD_VALUES = [
+    ("BOT_TOKEN", "not-a-token", "BOT_TOKEN: expected the token from @BotFather"),
+    ("BOT_TOKEN", "123456:abc def", "BOT_TOKEN: expected the token from @BotFather"),
+    ("BOT_NAME", "", "BOT_NAME: String should have at least 1 character"),
+    ("BOT_NAME", "x" * 65, "BOT_NAME: String should have at most 64 characters"),
+    ("LANGUAGE", "de", "LANGUAGE: Input should be 'ru' or 'en'"),
+    ("LOG_LEVEL", "LOUD", "LOG_LEVEL: Input should be 'DEBUG', 'INFO'"),
+    ("DATABASE_URL", "mysql://x", "DATABASE_URL: expected postgresql://"),
+    ("DB_POOL_MIN_SIZE", "many", "DB_POOL_MIN_SIZE: Input should be a valid integer"),
+    ("DB_POOL_MIN_SIZE", "-1", "DB_POOL_MIN_SIZE: Input should be greater than or equal to 0"),
+    ("DB_POOL_MAX_SIZE", "0", "DB_POOL_MAX_SIZE: Input should be greater than or equal to 1"),
+    ("DB_RECONNECT_SECONDS", "0", "DB_RECONNECT_SECONDS: Input should be greater than 0"),
+    ("ENABLE_ANALYTICS", "maybe", "ENABLE_ANALYTICS: Input should be a valid boolean"),
+    ("ANALYTICS_CHANNEL_ID", "@channel", "ANALYTICS_CHANNEL_ID: Input should be a valid int"),
+    ("ANALYTICS_BUFFER_SIZE", "5", "ANALYTICS_BUFFER_SIZE: Input should be greater than or equal"),
+    ("ANALYTICS_BATCH_SIZE", "0", "ANALYTICS_BATCH_SIZE: Input should be greater than or equal"),
+    ("ANALYTICS_FLUSH_SECONDS", "soon", "ANALYTICS_FLUSH_SECONDS: Input should be a valid number"),
+    ("RATE_LIMIT_SECONDS", "-1", "RATE_LIMIT_SECONDS: Input should be greater than or equal"),
+    ("RATE_LIMIT_SECONDS", "fast", "RATE_LIMIT_SECONDS: Input should be a valid number"),
+    ("RATE_LIMIT_SECONDS", "nan", "RATE_LIMIT_SECONDS: Input should be less than or equal"),
+    ("TELEGRAM_API_BASE_URL", "telegram-bot-api:8081", "TELEGRAM_API_BASE_URL: expected"),
+    ("TELEGRAM_API_LOCAL", "maybe", "TELEGRAM_API_LOCAL: Input should be a valid boolean"),
+    ("DIGEST_TIME", "7pm", "DIGEST_TIME: expected HH:MM"),
+    ("DIGEST_TIME", "25:00", "DIGEST_TIME: expected HH:MM"),
+    ("DIGEST_TIME", "9:5", "DIGEST_TIME: expected HH:MM"),
+    ("DIGEST_TIMEZONE", "Mars/Olympus", "DIGEST_TIMEZONE: expected an IANA time zone"),
+    ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated"),
+]
+SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL"}  # their bad values must not be echoed either
+# Any text is a valid value of these.
+ALWAYS_VALID = {"HEALTH_FILE"}
+
+
+def test_every_variable_has_a_bad_value_case() -> None:
+    covered = {name for name, _, _ in BAD_VALUES}
+    assert covered | ALWAYS_VALID == set(SharedSettings.model_fields)
+
+
+@pytest.fixture(params=["shared", "bot"])
+def settings_class(request: pytest.FixtureRequest, bot_module: str) -> type[SharedSettings]:
+    """SharedSettings, and this bot's Settings, which redefines some variables' defaults."""
+    if request.param == "shared":
+        return SharedSettings
+    found: type[SharedSettings] = importlib.import_module(f"{bot_module}.settings").Settings
+    return found
+
+
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
-    [
-        ("BOT_TOKEN", "not-a-token", "BOT_TOKEN: expected the token from @BotFather"),
-        ("DIGEST_TIME", "25:00", "DIGEST_TIME: expected HH:MM"),
-        ("DIGEST_TIME", "9:5", "DIGEST_TIME: expected HH:MM"),
-        ("DIGEST_TIMEZONE", "Mars/Olympus", "DIGEST_TIMEZONE: expected an IANA time zone"),
-        ("RATE_LIMIT_SECONDS", "fast", "RATE_LIMIT_SECONDS: Input should be a valid number"),
-        ("RATE_LIMIT_SECONDS", "-1", "RATE_LIMIT_SECONDS: Input should be greater than or equal"),
-        ("ANALYTICS_CHANNEL_ID", "@channel", "ANALYTICS_CHANNEL_ID: Input should be a valid int"),
-        ("ENABLE_ANALYTICS", "maybe", "ENABLE_ANALYTICS: Input should be a valid boolean"),
-        ("LOG_LEVEL", "LOUD", "LOG_LEVEL: Input should be"),
-        ("DATABASE_URL", "mysql://x", "DATABASE_URL: expected postgresql://"),
-        ("TELEGRAM_API_BASE_URL", "telegram-bot-api:8081", "TELEGRAM_API_BASE_URL: expected"),
-        ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated"),
-        ("LANGUAGE", "de", "LANGUAGE: Input should be 'ru' or 'en'"),
-    ],
+    BAD_VALUES,
+    ids=[f"{name}={value[:12]}" for name, value, _ in BAD_VALUES],
 )
 def test_bad_value_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    settings_class: type[SharedSettings],
     name: str,
     value: str,
     expected: str,
@@ -81,12 +122,12 @@ def test_bad_value_is_one_line_naming_the_variable(
         monkeypatch.setenv("BOT_TOKEN", TOKEN)
     monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exit_info:
-        load_settings(SharedSettings)
+        load_settings(settings_class)
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"Configuration error: {expected}"), lines[0]
-    if name == "BOT_TOKEN" or name == "DATABASE_URL":
+    if name in SECRET_VARIABLES:
         assert value not in lines[0]
 
 
@@ -95,6 +136,33 @@ def test_missing_token(capsys: pytest.CaptureFixture[str]) -> None:
         load_settings(SharedSettings)
     assert (
         capsys.readouterr().err.strip() == "Configuration error: BOT_TOKEN: is required but not set"
+    )
+
+
+def test_empty_health_file_means_the_file_the_healthcheck_reads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("HEALTH_FILE", "")
+    settings = load_settings(SharedSettings)
+    assert settings.HEALTH_FILE == DEFAULT_HEALTH_FILE  # not Path("") == Path("."), the cwd
+    health_check([], {"HEALTH_FILE": ""})
+    assert str(DEFAULT_HEALTH_FILE) in capsys.readouterr().out
+
+
+def run_entrypoint(
+    bot_module: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``python -m <bot>`` as in production, in an empty directory, with only ``env`` set."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", bot_module],
+        env=clean_environment(root, env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,  # importing aiogram takes seconds, more on a busy machine
+        check=False,
     )
 
 
@@ -116,3 +184,23 @@ def test_bad_env_stops_the_real_entrypoint(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "Configuration error: DIGEST_TIME: expected HH:MM in 24-hour form, e.g. 00:00 or 09:30"
     )
+
+
+def test_every_bad_variable_is_one_line_from_the_real_entrypoint(
+    bot_module: str, tmp_path: Path
+) -> None:
+    """All variables wrong at once (one process instead of one each: every start imports
+    aiogram): still exactly one line per variable, each naming it and what it expects."""
+    first = {name: (value, expected) for name, value, expected in reversed(BAD_VALUES)}
+    result = run_entrypoint(bot_module, tmp_path, {name: v for name, (v, _) in first.items()})
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("Configuration error: ") for line in lines), lines
+    for name, (value, expected) in first.items():
+        named = [line for line in lines if line.startswith(f"Configuration error: {name}:")]
+        assert len(named) == 1, (name, lines)
+        assert named[0].startswith(f"Configuration error: {expected}"), named[0]
+        if name in SECRET_VARIABLES:
+            assert value not in named[0]
+    assert len(lines) == len(first)

@@ -154,7 +154,8 @@ async def deliver(
     video = bundle.video if bundle.video and bundle.video.size <= limit else None
     if bundle.video is not None and video is None:
         too_large += 1
-    too_large_text = texts.media_too_large.format(count=too_large, limit=f"{limit / MB:g}")
+    limit_mb = f"{round(limit / MB, 2):g}"
+    too_large_text = texts.media_too_large.format(count=too_large, limit=limit_mb)
 
     if not photos and video is None:
         if too_large:

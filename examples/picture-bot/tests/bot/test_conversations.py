@@ -4,18 +4,20 @@ import asyncio
 import signal
 from typing import Any
 
+from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows
 
 CHANNEL = -1001234567890
-FAST = {"ANALYTICS_FLUSH_SECONDS": "0.1", "ANALYTICS_CHANNEL_ID": str(CHANNEL)}
+FAST: dict[str, Any] = {"ANALYTICS_FLUSH_SECONDS": "0.1", "ANALYTICS_CHANNEL_ID": CHANNEL}
 
 
-def channel_messages(fake_api: Any) -> list[Any]:
+def channel_messages(fake_api: FakeBotAPI) -> list[Call]:
     return fake_api.calls("sendMessage", chat_id=CHANNEL)
 
 
 async def test_start_registers_new_user_and_notifies_once(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(DATABASE_URL=database_url, RATE_LIMIT_SECONDS="0", **FAST)
     fake_api.push_message(
@@ -66,7 +68,7 @@ async def test_start_registers_new_user_and_notifies_once(
 
 
 async def test_burst_is_rate_limited(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(DATABASE_URL=database_url, RATE_LIMIT_SECONDS="30", **FAST)
     for _ in range(10):
@@ -81,7 +83,7 @@ async def test_burst_is_rate_limited(
 
 
 async def test_failing_handler_gets_friendly_error_and_bot_keeps_serving(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     await bot_process_factory(DATABASE_URL=database_url, RATE_LIMIT_SECONDS="0", **FAST)
     # The reply to /help fails with a 400: the handler raises TelegramBadRequest.
@@ -101,7 +103,7 @@ async def test_failing_handler_gets_friendly_error_and_bot_keeps_serving(
 
 
 async def test_odd_updates_do_not_crash(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     bot = await bot_process_factory(DATABASE_URL=database_url, RATE_LIMIT_SECONDS="1", **FAST)
     fake_api.push_channel_post("/start")
@@ -116,21 +118,23 @@ async def test_odd_updates_do_not_crash(
     assert "Traceback" not in bot.output
 
 
-async def test_runs_without_database(fake_api: Any, bot_process_factory: Any) -> None:
+async def test_runs_without_database(fake_api: FakeBotAPI, bot_process_factory: StartBot) -> None:
     bot = await bot_process_factory(DATABASE_URL="", **FAST)
     fake_api.push_message("/start", user_id=41)
     await fake_api.wait_for_call("sendMessage", chat_id=41)
     assert bot.output.lower().count("analytics") >= 1
 
 
-async def test_runs_with_unreachable_database(fake_api: Any, bot_process_factory: Any) -> None:
+async def test_runs_with_unreachable_database(
+    fake_api: FakeBotAPI, bot_process_factory: StartBot
+) -> None:
     await bot_process_factory(DATABASE_URL="postgresql://bot:pw@127.0.0.1:9/nowhere", **FAST)
     fake_api.push_message("/start", user_id=42)
     await fake_api.wait_for_call("sendMessage", chat_id=42)
 
 
 async def test_sigterm_exits_cleanly(
-    fake_api: Any, bot_process_factory: Any, database_url: str
+    fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
     bot = await bot_process_factory(DATABASE_URL=database_url, **FAST)
     fake_api.push_message("/start", user_id=51)

@@ -1,18 +1,24 @@
 """Media mode: the article parser, the HTTP media source, ffmpeg, and whole conversations."""
 
 import asyncio
+import json
 import shutil
 import stat
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import StartBot
+from ecosystem_shared.testing.waiting import fetch, wait_for_rows, wait_until
 
 from picture_bot.handlers.media import parse_article
 from picture_bot.services.media import (
@@ -346,3 +352,225 @@ async def test_convert_times_out(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="did not finish"):
         await convert_hls_to_mp4("x.m3u8", tmp_path / "o.mp4", str(slow), 0.5)
     assert asyncio.get_running_loop().time() - started < 5
+
+
+# ---------------------------------------------------------------- conversations (process level)
+
+ARTICLE = 12345678
+# The cloud Bot API refuses file paths: what the bot sends there must be uploads.
+cloud_api = pytest.mark.fake_api(local=False)
+
+
+def album_items(call: Call) -> list[dict[str, Any]]:
+    return list(call.params["media"])
+
+
+def uploaded(call: Call, ref: str | dict[str, Any]) -> bytes:
+    """The bytes behind a file field or album item; asserts it came as a multipart upload."""
+    upload = call.file(ref)
+    assert upload.path is None, f"sent by path, not uploaded: {upload.path}"
+    return bytes(upload.data)
+
+
+def media_env(database_url: str, server: MediaServer, **extra: str) -> dict[str, Any]:
+    return {
+        "DATABASE_URL": database_url,
+        "RATE_LIMIT_SECONDS": "0",
+        "ANALYTICS_FLUSH_SECONDS": "0.2",
+        "MEDIA_PHOTO_URL": server.photo_url,
+        "MEDIA_VIDEO_URL": server.video_url,
+        "TELEGRAM_API_LOCAL": "false",
+        **extra,
+    }
+
+
+async def event_data(database_url: str, user_id: int, event_type: str) -> list[dict[str, Any]]:
+    rows = await fetch(
+        database_url,
+        "SELECT event_data FROM shared.analytics_events"
+        " WHERE telegram_id = $1 AND event_type = $2 ORDER BY id",
+        user_id,
+        event_type,
+    )
+    return [json.loads(row["event_data"]) for row in rows]
+
+
+async def wait_for_event(database_url: str, user_id: int, event_type: str) -> dict[str, Any]:
+    rows = await wait_for_rows(
+        database_url,
+        "SELECT event_data FROM shared.analytics_events WHERE telegram_id = $1 AND event_type = $2",
+        user_id,
+        event_type,
+    )
+    return dict(json.loads(rows[0]["event_data"]))
+
+
+@cloud_api
+async def test_article_photos_go_out_as_albums_of_ten(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    media_server.photos[ARTICLE] = 25
+    await bot_process_factory(**media_env(database_url, media_server))
+    fake_api.push_message(str(ARTICLE), user_id=601)
+    albums = await fake_api.wait_for_calls("sendMediaGroup", 3, chat_id=601, timeout=30)
+    groups = [album_items(call) for call in albums]
+    assert [len(group) for group in groups] == [10, 10, 5]
+    # Uploaded as multipart files, in order, the article in the first caption only.
+    assert [uploaded(call, item) for call, group in zip(albums, groups, strict=True)
+            for item in group] == [photo_bytes(ARTICLE, n) for n in range(1, 26)]  # fmt: skip
+    assert str(ARTICLE) in groups[0][0]["caption"]
+    assert all("caption" not in item for group in groups for item in group[1:])
+
+    assert await wait_for_event(database_url, 601, "photo_sent") == {"count": 25, "nm_id": ARTICLE}
+    assert await event_data(database_url, 601, "article_request") == [{"nm_id": ARTICLE}]
+    assert fake_api.calls("sendVideo", chat_id=601) == []
+
+
+@cloud_api
+async def test_refused_album_records_nothing_and_tells_the_user(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    media_server.photos[ARTICLE] = 3
+    await bot_process_factory(**media_env(database_url, media_server))
+    fake_api.fail_next("sendMediaGroup", error_code=400, description="Bad Request: wrong file")
+    fake_api.push_message(str(ARTICLE), user_id=602)
+    notice = await fake_api.wait_for_call("sendMessage", chat_id=602, timeout=30)
+    assert "Telegram" in notice.params["text"]
+    error = await wait_for_event(database_url, 602, "error")
+    assert "TelegramBadRequest" in error["error"]
+    # The error event was flushed; a photo_sent tracked before it would be there as well.
+    await wait_for_event(database_url, 602, "article_request")
+    assert await event_data(database_url, 602, "photo_sent") == []
+
+
+async def test_bad_articles_get_a_clear_answer(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    await bot_process_factory(**media_env(database_url, media_server))
+    bad = ["abc", "0", "1000000000", "12.5"]
+    for user_id, text in enumerate(bad, start=603):  # one user each: no rate limit in the way
+        fake_api.push_message(text, user_id=user_id)
+        reply = await fake_api.wait_for_call("sendMessage", chat_id=user_id, timeout=20)
+        assert "999999999" in reply.params["text"], text
+    assert media_server.requests == []
+    fake_api.push_message("/start", user_id=603)  # whatever was recorded is flushed with this
+    await wait_for_event(database_url, 603, "user_start")
+    for user_id in range(603, 603 + len(bad)):
+        assert await event_data(database_url, user_id, "article_request") == []
+
+
+@cloud_api
+async def test_single_photo_and_video(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    media_server.photos[ARTICLE] = 1
+    media_server.videos[ARTICLE] = b"\x00\x00\x00\x18ftypmp42" + b"v" * 5000
+    await bot_process_factory(**media_env(database_url, media_server))
+    fake_api.push_message(str(ARTICLE), user_id=604)
+    video = await fake_api.wait_for_call("sendVideo", chat_id=604, timeout=30)
+    assert uploaded(video, "video") == media_server.videos[ARTICLE]
+    photo = fake_api.calls("sendPhoto", chat_id=604)
+    assert len(photo) == 1 and uploaded(photo[0], "photo") == photo_bytes(ARTICLE, 1)
+    assert fake_api.calls("sendMediaGroup", chat_id=604) == []  # an album needs two photos
+    assert await wait_for_event(database_url, 604, "video_sent") == {"nm_id": ARTICLE}
+    assert await wait_for_event(database_url, 604, "photo_sent") == {"count": 1, "nm_id": ARTICLE}
+
+
+async def test_nothing_found(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    await bot_process_factory(**media_env(database_url, media_server))
+    fake_api.push_message("4242", user_id=605)
+    reply = await fake_api.wait_for_call("sendMessage", chat_id=605, timeout=20)
+    assert "4242" in reply.params["text"]
+    assert fake_api.calls("sendPhoto", chat_id=605) == []
+
+
+@cloud_api
+async def test_cloud_api_refuses_files_above_the_upload_limit(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+) -> None:
+    media_server.photos[ARTICLE] = 2
+    media_server.videos[ARTICLE] = b"v" * 30_000
+    env = media_env(database_url, media_server, MEDIA_UPLOAD_LIMIT_MB="0.01")  # ~10 KB
+    await bot_process_factory(**env)
+    fake_api.push_message(str(ARTICLE), user_id=606)
+    await fake_api.wait_for_call("sendMediaGroup", chat_id=606, timeout=30)
+    notice = await fake_api.wait_for_call("sendMessage", chat_id=606, timeout=20)
+    assert "0.01" in notice.params["text"]
+    assert fake_api.calls("sendVideo", chat_id=606) == []
+    await wait_for_event(database_url, 606, "photo_sent")
+    assert await event_data(database_url, 606, "video_sent") == []
+
+
+@cloud_api
+@needs_ffmpeg
+async def test_hls_video_is_converted_and_sent(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+    tmp_path: Path,
+) -> None:
+    playlist = await asyncio.to_thread(make_hls, tmp_path / "hls")
+    media_server.hls_dir = playlist.parent
+    media_server.hls_articles.add(ARTICLE)
+    env = media_env(database_url, media_server, MEDIA_VIDEO_URL=media_server.hls_url)
+    await bot_process_factory(**env)
+    fake_api.push_message(str(ARTICLE), user_id=607)
+    video = await fake_api.wait_for_call("sendVideo", chat_id=607, timeout=60)
+    assert uploaded(video, "video")[4:8] == b"ftyp"
+    assert await wait_for_event(database_url, 607, "video_sent") == {"nm_id": ARTICLE}
+
+
+async def test_local_bot_api_gets_large_files_by_path(
+    fake_api: FakeBotAPI,
+    bot_process_factory: StartBot,
+    database_url: str,
+    media_server: MediaServer,
+    tmp_path: Path,
+) -> None:
+    media_server.photos[ARTICLE] = 2
+    media_server.videos[ARTICLE] = b"v" * 30_000
+    shared = tmp_path / "shared"
+    env = media_env(
+        database_url,
+        media_server,
+        TELEGRAM_API_LOCAL="true",
+        LOCAL_FILES_DIR=str(shared),
+        MEDIA_UPLOAD_LIMIT_MB="0.01",
+    )
+    await bot_process_factory(**env)
+    fake_api.push_message(str(ARTICLE), user_id=608)
+    video = await fake_api.wait_for_call("sendVideo", chat_id=608, timeout=30)
+    reference = video.params["video"]
+    assert reference.startswith(f"file://{shared.resolve()}/"), reference
+    # Recorded once answered, i.e. after the server read the file from the shared directory.
+    assert await wait_for_event(database_url, 608, "video_sent") == {"nm_id": ARTICLE}
+    assert video.file("video").data == media_server.videos[ARTICLE]
+    # Small photos are still uploaded; nothing is refused.
+    album = fake_api.calls("sendMediaGroup", chat_id=608)
+    assert [uploaded(album[0], item) for item in album_items(album[0])] == [
+        photo_bytes(ARTICLE, 1),
+        photo_bytes(ARTICLE, 2),
+    ]
+    # Sent files are removed from the shared directory.
+    await wait_until(lambda: asyncio.to_thread(lambda: list(shared.iterdir())), lambda x: not x)

@@ -1,0 +1,101 @@
+"""Liveness for the Docker HEALTHCHECK: the bot touches a file, the check reads its age.
+
+The runtime calls :func:`touch_liveness` every 30 s while Telegram answers its long polls; the
+image's ``HEALTHCHECK CMD python -m ecosystem_shared.health`` exits 0 while the file is fresh
+and 1 with a one-line reason otherwise (Docker shows that line in ``docker inspect``). A file
+rather than an HTTP port: a polling bot listens on nothing, and a file works with a read-only
+root filesystem (``/tmp`` is a tmpfs). Standard library only, so the check starts fast and
+never needs settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_HEALTH_FILE",
+    "DEFAULT_MAX_AGE_SECONDS",
+    "check_liveness",
+    "main",
+    "touch_liveness",
+]
+
+DEFAULT_HEALTH_FILE = Path("/tmp/bot-alive")
+# Four missed 30-second touches: one slow getUpdates round or a GC pause is not an outage.
+DEFAULT_MAX_AGE_SECONDS = 120.0
+
+logger = logging.getLogger(__name__)
+_warned: set[Path] = set()
+
+
+def touch_liveness(path: Path | str) -> bool:
+    """Set the file's modification time to now (creating it); never raises.
+
+    Returns False when the file cannot be written; that is logged once per path, and the
+    health check then reports the container unhealthy, which is the useful signal.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch(exist_ok=True)  # an existing file gets its mtime set to now
+    except OSError as error:
+        if target not in _warned:
+            _warned.add(target)
+            logger.warning("Cannot write the liveness file %s: %s", target, error)
+        return False
+    _warned.discard(target)
+    return True
+
+
+def check_liveness(path: Path, max_age: float, *, now: float | None = None) -> str | None:
+    """``None`` when ``path`` was modified within ``max_age`` seconds, else why not."""
+    try:
+        modified = path.stat().st_mtime
+    except FileNotFoundError:
+        return f"{path} does not exist: the bot has not started polling (or HEALTH_FILE differs)"
+    except OSError as error:
+        return f"cannot read {path}: {error.strerror or error}"
+    age = (time.time() if now is None else now) - modified
+    if age > max_age:
+        return f"{path} is {age:.0f}s old (limit {max_age:g}s): the bot stopped polling"
+    return None
+
+
+def _settings(environ: Mapping[str, str]) -> tuple[Path, float]:
+    raw_path = environ.get("HEALTH_FILE", "").strip()
+    path = Path(raw_path) if raw_path else DEFAULT_HEALTH_FILE
+    raw_age = environ.get("HEALTH_MAX_AGE", "").strip()
+    if not raw_age:
+        return path, DEFAULT_MAX_AGE_SECONDS
+    try:
+        max_age = float(raw_age)
+    except ValueError:
+        raise ValueError(f"HEALTH_MAX_AGE must be a number of seconds (got {raw_age!r})") from None
+    if not max_age > 0:
+        raise ValueError(f"HEALTH_MAX_AGE must be positive (got {raw_age!r})")
+    return path, max_age
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Exit code for the health check: 0 healthy, 1 unhealthy (one line on stdout either way)."""
+    del argv  # no options: everything comes from the environment the bot also reads
+    try:
+        path, max_age = _settings(os.environ if environ is None else environ)
+    except ValueError as error:
+        print(f"unhealthy: {error}")
+        return 1
+    reason = check_liveness(path, max_age)
+    if reason is not None:
+        print(f"unhealthy: {reason}")
+        return 1
+    print(f"healthy: {path} touched within {max_age:g}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,112 @@
+#!/bin/sh
+# Dump the ecosystem database (pg_dump custom format) and delete dumps older than the retention.
+#
+#   backup.sh           one dump now, then prune (e.g. `docker compose exec backup sh /scripts/backup.sh`)
+#   backup.sh --loop    forever: dump, prune, sleep BACKUP_INTERVAL_SECONDS (the `backup` service)
+#   backup.sh --check   exit 0 if the newest dump is recent enough (the service's health check)
+#
+# Connection: the standard libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
+# BACKUP_DIR (default /backups), BACKUP_RETENTION_DAYS (default 14),
+# BACKUP_INTERVAL_SECONDS (default 86400), BACKUP_RETRY_SECONDS (default 300).
+# Files: $BACKUP_DIR/<database>-<UTC time>.dump, restored by restore.sh. POSIX sh (busybox too).
+set -eu
+
+BACKUP_DIR=${BACKUP_DIR:-/backups}
+RETENTION_DAYS=${BACKUP_RETENTION_DAYS:-14}
+INTERVAL=${BACKUP_INTERVAL_SECONDS:-86400}
+RETRY=${BACKUP_RETRY_SECONDS:-300}
+DB=${PGDATABASE:-${PGUSER:-postgres}}
+
+log() { printf '%s backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+fail() { log "ERROR: $*" >&2; return 1; }
+
+is_count() {
+    case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac
+}
+
+check_settings() {
+    if ! is_count "$RETENTION_DAYS" || [ "$RETENTION_DAYS" -lt 1 ]; then
+        fail "BACKUP_RETENTION_DAYS must be a whole number of days >= 1 (got '$RETENTION_DAYS')"
+        return 1
+    fi
+    if ! is_count "$INTERVAL" || [ "$INTERVAL" -lt 60 ]; then
+        fail "BACKUP_INTERVAL_SECONDS must be a whole number >= 60 (got '$INTERVAL')"
+        return 1
+    fi
+    if ! is_count "$RETRY" || [ "$RETRY" -lt 1 ]; then
+        fail "BACKUP_RETRY_SECONDS must be a whole number >= 1 (got '$RETRY')"
+        return 1
+    fi
+}
+
+backup_once() {
+    if ! [ -d "$BACKUP_DIR" ]; then
+        fail "$BACKUP_DIR does not exist"
+        return 1
+    fi
+    if ! [ -w "$BACKUP_DIR" ]; then
+        fail "$BACKUP_DIR is not writable by uid $(id -u); on the host: sudo chown $(id -u):$(id -g) backups"
+        return 1
+    fi
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    target="$BACKUP_DIR/$DB-$stamp.dump"
+    partial="$target.partial"
+    # Written under another name and renamed when complete: a dump is either whole or absent.
+    if ! pg_dump --format=custom --no-password --file="$partial" "$DB"; then
+        rm -f "$partial"
+        fail "pg_dump of $DB failed; previous dumps kept"
+        return 1
+    fi
+    mv "$partial" "$target"
+    log "wrote $target ($(wc -c <"$target" | tr -d ' ') bytes)"
+    prune
+}
+
+prune() {
+    # Only after a successful dump, so the newest one always survives. -mmin: whole minutes,
+    # available in busybox find as well as GNU find.
+    minutes=$((RETENTION_DAYS * 24 * 60))
+    find "$BACKUP_DIR" -maxdepth 1 -type f \
+        \( -name "$DB-*.dump" -o -name "$DB-*.dump.partial" \) -mmin +"$minutes" \
+        -print -exec rm -f {} \; | while IFS= read -r old; do log "deleted $old (older than $RETENTION_DAYS days)"; done
+}
+
+check() {
+    max_minutes=$((INTERVAL / 60 + 60))
+    recent=$(find "$BACKUP_DIR" -maxdepth 1 -type f -name "$DB-*.dump" -mmin -"$max_minutes" | head -n 1)
+    if [ -z "$recent" ]; then
+        echo "no dump of $DB in $BACKUP_DIR from the last $max_minutes minutes"
+        return 1
+    fi
+    echo "latest dump recent: $recent"
+}
+
+stop() {
+    log "stopping"
+    if [ -n "${sleeper:-}" ]; then kill "$sleeper" 2>/dev/null || true; fi
+    exit 0
+}
+
+loop() {
+    trap stop TERM INT
+    log "every ${INTERVAL}s, keeping $RETENTION_DAYS days, into $BACKUP_DIR"
+    while :; do
+        if backup_once; then pause=$INTERVAL; else pause=$RETRY; fi
+        # In the background so a TERM interrupts the wait at once.
+        sleep "$pause" &
+        sleeper=$!
+        wait "$sleeper" || true
+        sleeper=
+    done
+}
+
+check_settings || exit 2
+case ${1:-} in
+    "") backup_once ;;
+    --loop) loop ;;
+    --check) check ;;
+    *)
+        echo "usage: $0 [--loop | --check]" >&2
+        exit 2
+        ;;
+esac
