@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,10 +29,13 @@ def _newer(column: str) -> str:
 
 # A row buffered during an outage may be older than what another bot wrote since: newer facts
 # win, first_seen only moves back, and a placeholder's empty first_name is always replaced.
-UPSERT_USER = f"""
+# One statement for many users (arrays in, one row per user out): a burst of /starts from new
+# users costs one round trip, not one each. Ids must be unique within a call.
+UPSERT_USERS = f"""
 INSERT INTO shared.users AS u
     (telegram_id, username, first_name, last_name, language_code, first_seen, last_seen)
-VALUES ($1, $2, $3, $4, $5, $6, $6)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $6::timestamptz[])
 ON CONFLICT (telegram_id) DO UPDATE SET
     {_newer("username")},
     first_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen OR u.first_name = ''
@@ -40,7 +44,7 @@ ON CONFLICT (telegram_id) DO UPDATE SET
     {_newer("language_code")},
     first_seen = LEAST(u.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(u.last_seen, EXCLUDED.last_seen)
-RETURNING (xmax = 0) AS inserted
+RETURNING telegram_id, (xmax = 0) AS inserted
 """
 
 # Events may name users never seen at /start (the FK needs a row); first_name is NOT NULL.
@@ -74,9 +78,19 @@ EventRow = tuple[int | None, str, str, Any, datetime]  # in EVENT_COLUMNS order
 Row = UserRow | EventRow
 
 
-async def upsert_user(conn: asyncpg.Connection, user: UserRow, timeout: float) -> bool:
-    """Insert or refresh one user; True when the row did not exist."""
-    return bool(await conn.fetchval(UPSERT_USER, *user.args(), timeout=timeout))
+async def upsert_users(
+    conn: asyncpg.Connection, users: Iterable[UserRow], timeout: float
+) -> dict[int, bool]:
+    """Insert or refresh users (one per id, the last given wins); ``{id: inserted}``.
+
+    Sorted by id: concurrent bots lock the same rows in the same order (no deadlock)."""
+    latest = {user.telegram_id: user for user in users}
+    rows = [latest[telegram_id] for telegram_id in sorted(latest)]
+    if not rows:
+        return {}
+    columns = [list(column) for column in zip(*(row.args() for row in rows), strict=True)]
+    records = await conn.fetch(UPSERT_USERS, *columns, timeout=timeout)
+    return {record["telegram_id"]: bool(record["inserted"]) for record in records}
 
 
 async def write_batch(conn: asyncpg.Connection, batch: list[Row], timeout: float) -> list[int]:
@@ -91,10 +105,7 @@ async def write_batch(conn: asyncpg.Connection, batch: list[Row], timeout: float
     user_ids = sorted(users)
     missing = sorted({e[0] for e in events if e[0] is not None} - users.keys())
     async with conn.transaction():
-        if users:
-            # Sorted: concurrent bots lock the same rows in the same order (no deadlock).
-            rows = [users[i].args() for i in user_ids]
-            await conn.executemany(UPSERT_USER, rows, timeout=timeout)
+        await upsert_users(conn, users.values(), timeout)
         if missing:
             await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
         if events:

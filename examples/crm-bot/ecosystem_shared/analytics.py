@@ -23,7 +23,7 @@ from ecosystem_shared.analytics_store import (
     RETRYABLE,
     Row,
     UserRow,
-    upsert_user,
+    upsert_users,
     write_batch,
 )
 from ecosystem_shared.db import Database
@@ -76,6 +76,10 @@ class Analytics:
         self._reconnected = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Users waiting for the group upsert of _register_batches: their answers and rows.
+        self._registering: dict[int, list[asyncio.Future[bool]]] = {}
+        self._registering_rows: dict[int, UserRow] = {}
+        self._register_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._blocked = False  # the last flush left rows because the database was unavailable
 
@@ -101,6 +105,11 @@ class Analytics:
     async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Stop the background task and write what can be written within ``timeout``."""
         deadline = time.monotonic() + timeout
+        registering = self._register_task
+        if registering is not None and not registering.done():
+            # /starts waiting for their upsert: stored by it, or put in the buffer flushed below.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(registering), SYNC_TIMEOUT + OP_TIMEOUT)
         task, self._task = self._task, None
         if task is not None:
             self._stopping = True
@@ -222,17 +231,43 @@ class Analytics:
             self._known.move_to_end(user.telegram_id)
             self._enqueue(user)
             return False
-        if self.db.available:
+        if not self.db.available:
+            self._enqueue(user)
+            return False
+        # Unknown here: ask the database whether the user is new to the ecosystem. Concurrent
+        # /starts share one upsert (group commit), so a burst costs one round trip, not one each.
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiting = self._registering.setdefault(user.telegram_id, [])
+        waiting.append(answer)
+        self._registering_rows[user.telegram_id] = user  # the latest facts win
+        if self._register_task is None or self._register_task.done():
+            self._register_task = asyncio.create_task(self._register_batches())
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), SYNC_TIMEOUT)
+        except TimeoutError:
+            return False  # the batch still stores the user; only "is new" is lost
+
+    async def _register_batches(self) -> None:
+        await asyncio.sleep(0)  # let the /starts already received join the first batch
+        while self._registering:
+            waiting, self._registering = self._registering, {}
+            rows, self._registering_rows = self._registering_rows, {}
             try:
                 async with self.db.acquire(timeout=SYNC_TIMEOUT) as conn:
-                    inserted = await upsert_user(conn, user, SYNC_TIMEOUT)
+                    inserted = await upsert_users(conn, rows.values(), SYNC_TIMEOUT)
             except Exception as error:  # noqa: BLE001 - fall back to the buffer, tell the log
-                logger.warning("Analytics: user upsert deferred: %r", error)
+                logger.warning("Analytics: %d user upserts deferred: %r", len(rows), error)
+                for row in rows.values():
+                    self._enqueue(row)
+                inserted = {}
             else:
-                self._remember([user.telegram_id])
-                return inserted
-        self._enqueue(user)
-        return False
+                self._remember(list(inserted))
+            for telegram_id, answers in waiting.items():
+                new = inserted.get(telegram_id, False)
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_result(new)
+                    new = False  # two /starts of one new user: one of them is "new"
 
     def _add_event(
         self,

@@ -166,6 +166,10 @@ class Database:
         except (*CONNECTION_ERRORS, asyncpg.InternalClientError) as error:
             if isinstance(error, asyncpg.InternalClientError) and not broken:
                 raise
+            if isinstance(error, TimeoutError):
+                # An OSError too, but a busy pool or a slow statement, not a lost server:
+                # marking the database lost would reconnect and drop every pooled connection.
+                raise
             self.connection_lost(error)
             raise DatabaseUnavailable(f"database connection lost ({self.target})") from error
 

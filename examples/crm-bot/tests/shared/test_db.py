@@ -58,6 +58,24 @@ async def test_bad_sql_passes_through_and_keeps_the_database(db: Database) -> No
     assert db.available
 
 
+async def test_busy_pool_is_not_a_lost_database(database_url: str) -> None:
+    """An acquire that times out because every connection is busy is not a lost server:
+    the database stays available and its pool is not thrown away."""
+    database = Database(database_url, min_size=1, max_size=1, migrations=shared_migrations())
+    await database.start()
+    try:
+        async with database.acquire() as busy:
+            with pytest.raises(TimeoutError):
+                async with database.acquire(timeout=0.2):
+                    pass
+            assert database.available
+            assert await busy.fetchval("SELECT 1") == 1
+        async with database.acquire(timeout=5) as conn:
+            assert await conn.fetchval("SELECT 2") == 2
+    finally:
+        await database.close()
+
+
 async def test_unreachable_at_start_connects_when_server_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

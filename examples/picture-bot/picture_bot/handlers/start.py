@@ -1,5 +1,7 @@
 """/start: register the user in the shared schema, tell the channel about new users, greet."""
 
+import asyncio
+
 from aiogram import Router
 from aiogram.filters import CommandStart
 from aiogram.types import Message
@@ -27,16 +29,22 @@ async def start(
         # Channel posts and anonymous group admins carry no user to register.
         await message.answer(texts.help)
         return
-    is_new = await analytics.track_user_start(
-        telegram_id=user.id,
-        username=user.username,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        language_code=user.language_code,
+    # Register while the greeting goes out: the reply never waits for the database, and a failed
+    # reply (the user blocked the bot) still records the /start. track_user_start never raises.
+    registering = asyncio.ensure_future(
+        analytics.track_user_start(
+            telegram_id=user.id,
+            username=user.username,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            language_code=user.language_code,
+        )
     )
-    await message.answer(texts.greeting.format(name=user.first_name))
+    try:
+        await message.answer(texts.greeting.format(name=user.first_name))
+    finally:
+        is_new = await registering
     if is_new:
-        # After the reply: the user should not wait for the channel.
         await notifier.new_user(
             telegram_id=user.id,
             username=user.username,

@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ecosystem_shared import analytics as analytics_module
+from ecosystem_shared import analytics_store
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_store import write_batch
 from ecosystem_shared.db import Database
@@ -65,6 +67,34 @@ async def test_new_then_returning_user(make_analytics: AnalyticsFactory, databas
         None,
         None,
     ]
+
+
+async def test_burst_of_new_users_shares_one_upsert(
+    make_analytics: AnalyticsFactory, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent /starts of unknown users are answered by one group upsert, not one each."""
+    analytics = make_analytics()
+    statements: list[int] = []
+    real = analytics_store.upsert_users
+
+    async def counting(conn: Any, users: Any, timeout: float) -> dict[int, bool]:
+        rows = list(users)
+        statements.append(len(rows))
+        return await real(conn, rows, timeout)
+
+    monkeypatch.setattr(analytics_module, "upsert_users", counting)
+    ids = [*range(1000, 1050), 1000, 1001]  # two users press /start twice at once
+    results = await asyncio.gather(
+        *(analytics.track_user_start(i, None, f"U{i}", None, None) for i in ids)
+    )
+    assert statements == [50]  # one statement, each user once
+    firsts, repeats = results[:50], results[50:]
+    assert all(firsts) and not any(repeats)  # "new" once per user: one notification
+    assert await analytics.track_user_start(1000, None, "U1000", None, None) is False  # cached
+    assert statements == [50]
+    await analytics.flush()
+    rows = await fetch(database_url, "SELECT count(*) AS n FROM shared.users")
+    assert rows[0]["n"] == 50
 
 
 async def test_events_keep_jsonb_and_tracking_time(
