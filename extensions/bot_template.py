@@ -74,11 +74,7 @@ def package_from_slug(slug: str) -> str:
 
 
 def is_reserved_module(name: str) -> bool:
-    return (
-        keyword.iskeyword(name)
-        or name in sys.stdlib_module_names
-        or name in _DEPENDENCY_MODULES
-    )
+    return keyword.iskeyword(name) or name in sys.stdlib_module_names or name in _DEPENDENCY_MODULES
 
 
 def package_name_error(name: str) -> str:
@@ -139,7 +135,8 @@ def slug_list_error(value: str) -> str:
         return "bots must name at least one bot directory, e.g. picture-bot,crm-bot"
     bad = [item for item in items if not re.match(SLUG_PATTERN, item)]
     if bad:
-        return f"bots must be comma-separated slugs (lowercase, digits, dashes); bad: {', '.join(bad)}"
+        listed = ", ".join(bad)
+        return f"bots must be comma-separated slugs (lowercase, digits, dashes); bad: {listed}"
     if len(set(items)) != len(items):
         return "bots must not repeat a name"
     return ""
