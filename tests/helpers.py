@@ -82,18 +82,24 @@ def selected_cases() -> tuple[Case, ...]:
     return chosen
 
 
-def render(tmp_path: Path, /, **answers: Any) -> Path:
-    """`copier copy` of the working tree (uncommitted changes included) into tmp_path/bot."""
-    dst = tmp_path / "bot"
+def copy_template(dst: Path, answers: Mapping[str, Any], **options: Any) -> None:
+    """`copier copy --trust --defaults` of the working tree (uncommitted changes included)."""
     run_copy(
         str(REPO_ROOT),
         dst,
-        data=answers,
+        data=dict(answers),
         defaults=True,
         unsafe=True,
         vcs_ref="HEAD",
         quiet=True,
+        **options,
     )
+
+
+def render(tmp_path: Path, /, **answers: Any) -> Path:
+    """The bot ``answers`` give, rendered into tmp_path/bot."""
+    dst = tmp_path / "bot"
+    copy_template(dst, answers)
     return dst
 
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from copier import run_copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO_ROOT, recorded_answers, render
+from tests.helpers import REPO_ROOT, copy_template, recorded_answers, render
 
 PUBLIC_BOT_KEYS = {
     "project_type",
@@ -59,16 +58,7 @@ def copy_error(tmp_path: Path, **answers: Any) -> str:
     """The message copier refuses `answers` with (fails the test when it accepts them)."""
     dst = tmp_path / "refused"
     with pytest.raises(ValueError) as excinfo:
-        run_copy(
-            str(REPO_ROOT),
-            dst,
-            data=answers,
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-            pretend=True,
-        )
+        copy_template(dst, answers, pretend=True)
     assert not dst.exists(), "a refused answer must not leave files behind"
     return str(excinfo.value)
 
