@@ -76,9 +76,8 @@ class Analytics:
         self._reconnected = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        # Users waiting for the group upsert of _register_batches: their answers and rows.
-        self._registering: dict[int, list[asyncio.Future[bool]]] = {}
-        self._registering_rows: dict[int, UserRow] = {}
+        # Users waiting for the group upsert of _register_batches: latest row, waiting /starts.
+        self._registering: dict[int, tuple[UserRow, list[asyncio.Future[bool]]]] = {}
         self._register_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._blocked = False  # the last flush left rows because the database was unavailable
@@ -237,9 +236,9 @@ class Analytics:
         # Unknown here: ask the database whether the user is new to the ecosystem. Concurrent
         # /starts share one upsert (group commit), so a burst costs one round trip, not one each.
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiting = self._registering.setdefault(user.telegram_id, [])
-        waiting.append(answer)
-        self._registering_rows[user.telegram_id] = user  # the latest facts win
+        _, answers = self._registering.get(user.telegram_id, (user, []))
+        answers.append(answer)
+        self._registering[user.telegram_id] = (user, answers)  # the latest facts win
         if self._register_task is None or self._register_task.done():
             self._register_task = asyncio.create_task(self._register_batches())
         try:
@@ -251,18 +250,18 @@ class Analytics:
         await asyncio.sleep(0)  # let the /starts already received join the first batch
         while self._registering:
             waiting, self._registering = self._registering, {}
-            rows, self._registering_rows = self._registering_rows, {}
+            rows = [row for row, _ in waiting.values()]
             try:
                 async with self.db.acquire(timeout=SYNC_TIMEOUT) as conn:
-                    inserted = await upsert_users(conn, rows.values(), SYNC_TIMEOUT)
+                    inserted = await upsert_users(conn, rows, SYNC_TIMEOUT)
             except Exception as error:  # noqa: BLE001 - fall back to the buffer, tell the log
                 logger.warning("Analytics: %d user upserts deferred: %r", len(rows), error)
-                for row in rows.values():
+                for row in rows:
                     self._enqueue(row)
                 inserted = {}
             else:
                 self._remember(list(inserted))
-            for telegram_id, answers in waiting.items():
+            for telegram_id, (_, answers) in waiting.items():
                 new = inserted.get(telegram_id, False)
                 for answer in answers:
                     if not answer.done():
