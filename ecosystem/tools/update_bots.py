@@ -269,9 +269,8 @@ class BotUpdate:
             if code in UNMERGED or name.endswith(".rej") or marked:
                 found.append(name)
         # A bot whose .gitignore still lists *.rej (older template versions) hides them from status.
-        ignored = git(
-            self.path, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", "*.rej"
-        )
+        hidden = ("--others", "--ignored", "--exclude-standard")
+        ignored = git(self.path, "ls-files", "-z", *hidden, "--", "*.rej")
         found += filter(None, ignored.split("\0"))
         return sorted(set(found))
 
