@@ -127,8 +127,8 @@ def update_bots(fleet: Fleet, *args: str) -> tuple[int, dict[str, Row], str]:
     for line in lines[header + 1 :]:
         if not line.strip():
             break
-        cells = re.split(r"\s{2,}", line.strip(), maxsplit=4)
-        rows[cells[0]] = Row(*cells[1:4], cells[4] if len(cells) > 4 else "")
+        cells = [*re.split(r"\s{2,}", line.strip(), maxsplit=4), ""]
+        rows[cells[0]] = Row(old=cells[1], new=cells[2], result=cells[3], detail=cells[4])
     return result.returncode, rows, result.stdout
 
 
@@ -428,6 +428,7 @@ def test_workflow_shell_steps_pass_shellcheck(bot: Path, tmp_path: Path) -> None
 def test_update_workflow_shape(bot: Path) -> None:
     workflow = load(bot / WORKFLOWS[0])
     triggers = workflow.get("on", workflow.get(True))  # PyYAML reads a bare `on` as True
+    assert isinstance(triggers, dict)
     assert set(triggers) == {"schedule", "workflow_dispatch"}
     assert [entry["cron"] for entry in triggers["schedule"]] == ["23 5 * * 1"]  # weekly
     assert workflow["permissions"] == {}
