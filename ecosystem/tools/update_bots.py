@@ -168,9 +168,19 @@ class BotUpdate:
             raise Stop(WOULD_UPDATE, f"would run copier update on branch {branch}")
         git(self.path, "switch", "--quiet", "-c", branch)
         try:
-            self._apply(new, branch, base)
-        finally:
+            self._apply(new, branch)
+        except Stop as stop:
+            if stop.result != FAILED:  # a conflict or red checks: the branch stays for review
+                git(self.path, "switch", "--quiet", base)
+                self._push(branch)
+                raise
+            # Anything else (copier or git failed): back to where the bot was, no branch left.
+            git(self.path, "reset", "--quiet", "--hard")
+            git(self.path, "clean", "--quiet", "-fd")
             git(self.path, "switch", "--quiet", base)
+            git(self.path, "branch", "--quiet", "-D", branch)
+            raise
+        git(self.path, "switch", "--quiet", base)
         git(self.path, "merge", "--quiet", "--ff-only", branch)
         git(self.path, "branch", "--quiet", "-d", branch)
         self._push(base)
@@ -220,7 +230,7 @@ class BotUpdate:
             latest if report.get("update_available") else current
         )
 
-    def _apply(self, version: str, branch: str, base: str) -> None:
+    def _apply(self, version: str, branch: str) -> None:
         """Update, commit and check on `branch`; Stop when it must stay for review."""
         cmd = [
             *self.options.copier,
@@ -234,10 +244,6 @@ class BotUpdate:
         ]
         result = run(cmd, self.path)
         if result.returncode != 0:
-            git(self.path, "reset", "--quiet", "--hard")
-            git(self.path, "clean", "--quiet", "-fd")
-            git(self.path, "switch", "--quiet", base)
-            git(self.path, "branch", "--quiet", "-D", branch)
             raise Stop(FAILED, f"copier update failed:\n{last_lines(result.stdout)}")
         leftovers = self._leftovers()
         git(self.path, "add", "-A")
@@ -247,7 +253,6 @@ class BotUpdate:
         # The tool commits on its own branch and checks itself: the bot's hooks are not needed.
         git(self.path, "commit", "--quiet", "--no-verify", "-m", message)
         if leftovers:
-            self._push(branch)
             raise Stop(
                 CONFLICT,
                 f"resolve on branch {branch}: {', '.join(leftovers)} "
@@ -255,7 +260,6 @@ class BotUpdate:
             )
         checks = self._checks(version)
         if checks is not None:
-            self._push(branch)
             raise Stop(CHECKS_FAILED, f"branch {branch} kept; log: {checks}")
 
     def _leftovers(self) -> list[str]:
@@ -300,7 +304,8 @@ class BotUpdate:
         if self.options.push:
             result = run(["git", "push", "--quiet", "origin", branch], self.path)
             if result.returncode != 0:
-                raise Stop(FAILED, f"git push origin {branch} failed:\n{last_lines(result.stdout)}")
+                pushed = f"git push origin {branch} failed ({branch} is done locally)"
+                raise Stop(FAILED, f"{pushed}:\n{last_lines(result.stdout)}")
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
