@@ -254,6 +254,11 @@ def test_update_bots_updates_the_fleet(fleet: Fleet) -> None:
     assert "F401" in log.read_text(encoding="utf-8")
     assert "gamma-bot: checks failed" in out and "F401" in out
 
+    # While the kept branch exists, the bot is refused (it would be overwritten otherwise).
+    status, rows, out = update_bots(fleet, "gamma-bot", "--dry-run", "--version", NEW)
+    assert (status, rows["gamma-bot"].result) == (1, "refused"), out
+    assert f"branch {BRANCH} is left from an earlier run" in rows["gamma-bot"].detail
+
     # gamma fixes the lint error on main and drops the stale branch; a rerun retries the update.
     wip.write_text("VALUE = 1\n", encoding="utf-8")
     commit_all(gamma, "fix lint")
