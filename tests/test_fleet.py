@@ -68,6 +68,8 @@ TOOL_TIMEOUT = 120
 WORKFLOWS = (".github/workflows/template-update.yml", ".github/workflows/ci.yml")
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 CASE = COMBOS[0]
+# The two tests of the rendered ecosystem share its render: one xdist worker takes both.
+FLEET_ECO = pytest.mark.xdist_group("fleet-ecosystem")
 
 
 # ------------------------------------------------------------------------------ update-bots
@@ -308,6 +310,7 @@ def ecosystem(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dst
 
 
+@FLEET_ECO
 def test_update_bots_code_passes_linters(ecosystem: Path) -> None:
     script = "tools/update_bots.py"
     # The template repository's own ruff rules (pyproject.toml); the ecosystem has no config.
@@ -322,6 +325,7 @@ def test_update_bots_code_passes_linters(ecosystem: Path) -> None:
         assert_ok(run(cmd, ecosystem, timeout=TOOL_TIMEOUT), " ".join(cmd[1:4]))
 
 
+@FLEET_ECO
 def test_update_bots_help_and_bot_list(ecosystem: Path) -> None:
     assert (ecosystem / "update-bots").stat().st_mode & 0o111, "update-bots is not executable"
     result = run(
