@@ -46,7 +46,7 @@ class BotSpec:
     answers: dict[str, Any]
     token: str = field(
         default_factory=lambda: f"{10**9 + secrets.randbelow(10**9)}:e2e-{secrets.token_hex(8)}"
-    )  # noqa: E501
+    )
 
     @property
     def package(self) -> str:

@@ -100,8 +100,7 @@ def test_start_reaches_each_bot_and_lands_in_the_shared_database(
     start_and_wait(eco, bot, users)
     wait_for(f"{bot.slug}'s events in PostgreSQL", lambda: stored(eco, bot, users) == 3)
     names = eco.psql(
-        "SELECT DISTINCT bot_name FROM shared.analytics_events "
-        f"WHERE telegram_id = {users[0]}"  # nosec B608: an int
+        f"SELECT DISTINCT bot_name FROM shared.analytics_events WHERE telegram_id = {users[0]}"  # nosec B608: an int
     )
     assert names == [bot.answers["bot_name"]]
 
