@@ -42,9 +42,9 @@ def outside_urls(api: FakeBotAPI) -> dict[str, str]:
     """Settings that would reach outside services, pointed at the fake's server (which answers
     404 to these paths): a test never talks to the Wildberries CDN or a real external API."""
     return {
-        "MEDIA_PHOTO_URL": f"{api.base_url}/cdn/{{nm_id}}/{{n}}.jpg",
-        "MEDIA_VIDEO_URL": f"{api.base_url}/cdn/{{nm_id}}.mp4",
-        "EXTERNAL_API_BASE_URL": f"{api.base_url}/external-api",
+        "MEDIA_PHOTO_URL": api.base_url + "/cdn/{nm_id}/{n}.jpg",  # URL templates of the media
+        "MEDIA_VIDEO_URL": api.base_url + "/cdn/{nm_id}.mp4",
+        "EXTERNAL_API_BASE_URL": api.base_url + "/external-api",
     }
 
 
