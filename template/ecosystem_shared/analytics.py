@@ -27,7 +27,7 @@ from ecosystem_shared.analytics_store import (
     write_batch,
 )
 from ecosystem_shared.db import Database
-from ecosystem_shared.sanitize import clean_event_data, clean_id, clean_text, optional_text
+from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
 from ecosystem_shared.stats import BotStats, DailyStats, query_daily_stats
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ SYNC_TIMEOUT = 2.0  # the one database call a /start of an unknown user may wait
 OP_TIMEOUT = 10.0  # each statement of a batch
 CLOSE_TIMEOUT = 5.0
 DROP_WARNING_SECONDS = 60.0
-NAME_LIMIT = 256
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
@@ -147,14 +146,7 @@ class Analytics:
             now = datetime.now(UTC)
             is_new = False
             if user_id is not None:
-                user = UserRow(
-                    user_id,
-                    optional_text(username, NAME_LIMIT),
-                    clean_text(first_name or "", NAME_LIMIT),
-                    optional_text(last_name, NAME_LIMIT),
-                    optional_text(language_code, 16),
-                    now,
-                )
+                user = UserRow(user_id, username, first_name or "", last_name, language_code, now)
                 is_new = await self._register(user)
             self._add_event(user_id, "user_start", {"new": True} if is_new else None, bot_name, now)
             return is_new

@@ -12,6 +12,13 @@ import asyncpg
 
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.sanitize import (
+    LANGUAGE_CODE_LIMIT,
+    NAME_LIMIT,
+    clean_id,
+    clean_text,
+    optional_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +69,24 @@ VALUES ($1, $2, $3, $4, $5)
 
 @dataclass(slots=True)
 class UserRow:
+    """One user for ``shared.users``, made storable when built (see sanitize.py): over-long
+    names are cut, NUL bytes and invalid UTF-8 removed. An id that no BIGINT holds (Telegram's
+    have at most 52 bits) raises ValueError."""
+
     telegram_id: int
     username: str | None
     first_name: str
     last_name: str | None
     language_code: str | None
     seen_at: datetime
+
+    def __post_init__(self) -> None:
+        if clean_id(self.telegram_id) is None:
+            raise ValueError(f"not a storable Telegram id: {self.telegram_id!r}")
+        self.username = optional_text(self.username, NAME_LIMIT)
+        self.first_name = clean_text(self.first_name or "", NAME_LIMIT)
+        self.last_name = optional_text(self.last_name, NAME_LIMIT)
+        self.language_code = optional_text(self.language_code, LANGUAGE_CODE_LIMIT)
 
     def args(self) -> tuple[Any, ...]:
         return (self.telegram_id, self.username, self.first_name, self.last_name,
@@ -81,7 +100,8 @@ Row = UserRow | EventRow
 async def upsert_users(
     conn: asyncpg.Connection, users: Iterable[UserRow], timeout: float
 ) -> dict[int, bool]:
-    """Insert or refresh users (one per id, the last given wins); ``{id: inserted}``.
+    """Insert or refresh users (one per id, the last given wins); ``{id: inserted}``. The only
+    writer of user data into ``shared.users``: every bot's code that stores users calls it.
 
     Sorted by id: concurrent bots lock the same rows in the same order (no deadlock)."""
     latest = {user.telegram_id: user for user in users}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 
+from ecosystem_shared.sanitize import display_name
 from ecosystem_shared.texts import shared_texts
 
 if TYPE_CHECKING:
@@ -60,8 +61,8 @@ def format_digest(stats: DailyStats, language: str) -> list[str]:
 
 def describe_user(telegram_id: int, username: str | None, first_name: str | None) -> str:
     if username:
-        return f"@{username}"
-    return first_name or str(telegram_id)
+        return f"@{display_name(username)}"
+    return display_name(first_name or "") or str(telegram_id)
 
 
 class Notifier:

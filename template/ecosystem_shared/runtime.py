@@ -29,7 +29,7 @@ from ecosystem_shared.db import Database
 from ecosystem_shared.digest import schedule_digest, send_digest_once
 from ecosystem_shared.health import touch_liveness
 from ecosystem_shared.log import secrets_of, setup_logging
-from ecosystem_shared.middlewares import ErrorMiddleware, RateLimitMiddleware
+from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.notifications import Notifier
 from ecosystem_shared.telegram import PollingWatch, build_bot
@@ -91,7 +91,9 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     texts = shared_texts(settings.LANGUAGE)
     dp = Dispatcher(**services.workflow_data())
     secrets = secrets_of(settings.BOT_TOKEN.get_secret_value(), settings.database_dsn)
-    dp.update.outer_middleware(ErrorMiddleware(texts.error, secrets))
+    # After every errors handler of the bot's routers: see middlewares/errors.py.
+    dp.errors.outer_middleware(ErrorReporter(texts.error, secrets))
+    dp.update.middleware(skip_unknown_updates)  # inner: right before aiogram's update routing
     limiter = RateLimitMiddleware(settings.RATE_LIMIT_SECONDS, texts.rate_limited)
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)

@@ -1,8 +1,11 @@
 """pytest plugin of the test kit: real PostgreSQL and a fake Bot API for every bot's tests.
 
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
+Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before tests are collected.
 """
 
+from ecosystem_shared.testing.hypothesis_profiles import load_profile
+from ecosystem_shared.testing.in_process import in_process_bot
 from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
@@ -16,7 +19,10 @@ __all__ = [
     "db",
     "db_conn",
     "fake_api",
+    "in_process_bot",
     "own_server",
     "postgres_url",
     "pytest_configure",
 ]
+
+load_profile()
