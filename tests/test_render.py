@@ -7,6 +7,7 @@ own test suite against the real PostgreSQL in TEST_DATABASE_URL.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -115,6 +116,10 @@ def test_files_follow_the_answers(case: Case, project: Path) -> None:
         f"{package}/handlers/media.py": media,
         f"{package}/services/media.py": media,
         "tests/bot/test_media.py": media,
+        f"{package}/services/wb_routes.py": media,
+        "scripts/update_wb_routes.py": media,
+        "tests/bot/fake_wb_cdn.py": media,
+        "tests/bot/wb_route_map_sample.json": media,
         f"{package}/handlers/commands.py": not media,
         f"{package}/handlers/external.py": external,
         f"{package}/services/external_api.py": external,
@@ -167,6 +172,46 @@ def test_mypy_clean(case: Case, project: Path, mypy_cache: Path) -> None:
     cmd = [PYTHON, "-m", "mypy", "--cache-dir", str(mypy_cache)]
     result = run(cmd, project, timeout=LINT_TIMEOUT, env=child_env())
     assert_ok(result, "mypy")
+
+
+def undocumented_settings(env_example: str, names: list[str]) -> list[str]:
+    """Settings missing from ``.env.example``, or with no comment of their own above them.
+
+    A comment documents the ``NAME=`` lines below it up to the next blank line; a section rule
+    (``# ----- Title``) documents nothing.
+    """
+    documented: set[str] = set()
+    commented = False
+    for line in env_example.splitlines():
+        text = line.strip()
+        if not text:
+            commented = False
+        elif text.startswith("#"):
+            commented = commented or not text.startswith("# ---")
+        elif commented and "=" in text:
+            documented.add(text.split("=", 1)[0].strip())
+    return sorted(set(names) - documented)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_env_example_documents_every_setting(case: Case, project: Path) -> None:
+    """Every field of the rendered bot's Settings is in .env.example, with a comment."""
+    code = (
+        f"import json; from {package_of(project)}.settings import Settings;"
+        " print(json.dumps(sorted(Settings.model_fields)))"
+    )
+    result = run([PYTHON, "-c", code], project, timeout=LINT_TIMEOUT, env=child_env())
+    assert_ok(result, "importing the settings")
+    names = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "BOT_TOKEN" in names and "DATABASE_URL" in names
+    missing = undocumented_settings(read(project, ".env.example"), names)
+    assert not missing, f".env.example lacks (or has no comment for): {missing}"
+    assert "_VARIABLES" not in read(project, ".env.example"), "a placeholder line was rendered"
+
+
+def test_env_example_check_finds_what_is_missing() -> None:
+    example = "# ---- Section\nA=1\n\n# The b.\nB=2\nC=3\n\nD=4\n"
+    assert undocumented_settings(example, ["A", "B", "C", "D", "E"]) == ["A", "D", "E"]
 
 
 def suite_paths(case: Case) -> list[str]:
