@@ -5,9 +5,7 @@ fonts never enter a bot process, whose resident memory would keep them until exi
 the object-oriented :class:`~matplotlib.figure.Figure` API on the Agg backend (no pyplot, which
 keeps figures alive), in DejaVu Sans: the font that ships inside matplotlib itself
 (``matplotlib/mpl-data/fonts/ttf/DejaVuSans.ttf``) and covers Latin and Cyrillic.
-
-``python -m ecosystem_shared.chart --build-font-cache`` builds matplotlib's font cache in
-``MPLCONFIGDIR``; the Dockerfile runs it so that no digest pays for it.
+The Dockerfile builds matplotlib's font cache in ``MPLCONFIGDIR`` so that no chart pays for it.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import pytz
 
 matplotlib.use("Agg")
 
-from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -165,17 +162,9 @@ def render(data: ChartData) -> bytes:
     return buffer.getvalue()
 
 
-def build_font_cache() -> str:
-    """Builds (or loads) the font cache; returns the font the chart will use."""
-    return str(font_manager.findfont(font_manager.FontProperties(family=FONT_FAMILY)))
-
-
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["--build-font-cache"]:
-        print(f"{build_font_cache()} in {matplotlib.get_cachedir()}")
-        return 0
     if argv[1:]:
-        print(f"usage: {argv[0]} [--build-font-cache] < data.json > chart.png", file=sys.stderr)
+        print("usage: python -m ecosystem_shared.chart < data.json > chart.png", file=sys.stderr)
         return 2
     data = ChartData.from_json(sys.stdin.read())
     sys.stdout.buffer.write(render(data))
