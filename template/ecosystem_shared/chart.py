@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from ecosystem_shared.stats import SERIES, ChartData
 from ecosystem_shared.texts import shared_texts
@@ -38,6 +38,7 @@ PANEL_INCHES, LEGEND_LINE_INCHES, TITLE_INCHES = 2.2, 0.22, 0.5
 # A bot name in the legend: lines of up to 30 characters (two columns fit 1200 px), at most
 # three lines (BOT_NAME has at most 64 characters: shown whole).
 NAME_WIDTH, NAME_LINES = 30, 3
+HEADROOM = 1.15
 # Colour and marker together tell 12+ lines apart, also for colour-blind readers.
 COLORS = (
     "#1f77b4",
@@ -138,8 +139,13 @@ def build_figure(data: ChartData) -> Figure:
                 )
                 if key == SERIES[0]:
                     handles.append(line)
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-            ax.set_ylim(bottom=0, top=max(1, *(max(getattr(b, key)) for b in data.bots.values())))
+            # Headroom above the highest point, and no tick label at the very top of a panel
+            # (it would touch the "0" of the panel above).
+            highest = max(max(getattr(bot, key)) for bot in data.bots.values())
+            top = max(1, highest) * HEADROOM
+            ticks = MaxNLocator(integer=True, nbins=5).tick_values(0, top)
+            ax.yaxis.set_major_locator(FixedLocator([t for t in ticks if 0 <= t <= top * 0.9]))
+            ax.set_ylim(bottom=0, top=top)
             ax.margins(x=0.02)
         axes[-1].set_xticks(positions, [_day_label(day) for day in data.days])
         axes[-1].set_xlim(-0.5, len(positions) - 0.5)

@@ -109,20 +109,17 @@ class ChartService:
             )
 
     async def render(self, end: datetime | None = None) -> bytes | None:
-        """The chart, or None: never raises (bar cancellation), so a digest never waits on it
-        longer than the timeout nor fails because of it."""
+        """The chart, or None: never raises (bar cancellation), so a digest does not fail because
+        of it, nor wait for the drawing longer than ``timeout``."""
         if not self.enabled:
             return None
         started = time.monotonic()
         try:
-            data = await asyncio.wait_for(self.data(end), self.timeout)
+            data = await self.data(end)  # each statement limited to OP_TIMEOUT
             if data.empty:
                 logger.info("Digest chart: no data in %d days, text only", CHART_DAYS)
                 return None
-            remaining = max(self.timeout - (time.monotonic() - started), 0.001)
-            png = await run_chart_process(data, timeout=remaining, command=self.command)
-        except TimeoutError:
-            await self._failed(f"no chart data after {self.timeout:g} s")
+            png = await run_chart_process(data, timeout=self.timeout, command=self.command)
         except (ChartError, *RETRYABLE, asyncpg.PostgresError, OSError, ValueError) as error:
             await self._failed(str(error) or type(error).__name__)
         else:
