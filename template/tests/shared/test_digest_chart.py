@@ -19,6 +19,12 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
 from ecosystem_shared.analytics import Analytics, BotStats, DailyStats
 from ecosystem_shared.chart import DPI, FONT, WIDTH_INCHES, build_figure, render
 from ecosystem_shared.db import Database
@@ -36,11 +42,6 @@ from ecosystem_shared.testing.activity import insert_activity, synthetic_series
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.waiting import fetch
 from ecosystem_shared.texts import shared_texts
-from matplotlib import font_manager
-from matplotlib.figure import Figure
-from matplotlib.legend import Legend
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
 
 ZONE = "Europe/Moscow"  # UTC+3 all year
 END = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # 09:00 in Moscow
