@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import pytz
 
 matplotlib.use("Agg")
 
@@ -83,14 +82,9 @@ def _day_label(day: date) -> str:
 
 
 def _title(data: ChartData) -> str:
-    texts = shared_texts(data.language)
-    until = data.end.astimezone(pytz.timezone(data.timezone))
     first, last = data.days[0], data.days[-1]
-    return texts.chart_title.format(
-        first=_day_label(first),
-        last=f"{last:%d.%m.%Y}",
-        until=f"{until:%H:%M}",
-        timezone=data.timezone,
+    return shared_texts(data.language).chart_title.format(
+        first=_day_label(first), last=f"{last:%d.%m.%Y}", timezone=data.timezone
     )
 
 

@@ -107,7 +107,7 @@ class ChartData:
     """What the chart subprocess draws; crosses the process boundary as JSON."""
 
     timezone: str
-    end: datetime  # the moment the chart runs up to (shown in the title, in ``timezone``)
+    end: datetime  # drawn: the whole days before this moment's day in ``timezone``
     days: list[date]
     language: str = "en"
     bots: dict[str, BotSeries] = field(default_factory=dict)
@@ -148,8 +148,9 @@ def _values(series: BotSeries) -> tuple[list[int], ...]:
 
 
 def chart_days(end: datetime, timezone: str, count: int = CHART_DAYS) -> list[date]:
-    """The ``count`` local days ending with the day of ``end`` in ``timezone`` (oldest first)."""
-    last = end.astimezone(pytz.timezone(timezone)).date()
+    """The ``count`` whole local days before the day of ``end`` in ``timezone`` (oldest first):
+    a digest sent in the morning does not end its chart with a day that has barely begun."""
+    last = end.astimezone(pytz.timezone(timezone)).date() - timedelta(days=1)
     return [last - timedelta(days=count - 1 - offset) for offset in range(count)]
 
 
@@ -163,7 +164,7 @@ SELECT bot_name, (created_at AT TIME ZONE $2)::date AS day,
            WHEN event_type = ANY($4::text[]) THEN 1
        END), 0) AS main_events
 FROM shared.analytics_events
-WHERE created_at >= $1 AND created_at <= $3
+WHERE created_at >= $1 AND created_at < $3
 GROUP BY bot_name, day
 """
 
@@ -175,7 +176,7 @@ CROSS JOIN LATERAL (
     SELECT e.bot_name FROM shared.analytics_events e
     WHERE e.telegram_id = u.telegram_id ORDER BY e.created_at, e.id LIMIT 1
 ) first
-WHERE u.first_seen >= $1 AND u.first_seen <= $3
+WHERE u.first_seen >= $1 AND u.first_seen < $3
 GROUP BY first.bot_name, day
 """
 
@@ -192,20 +193,25 @@ async def query_chart_data(
     """Per bot and local day of ``timezone``: the :class:`BotSeries` of the last ``days`` days."""
     data = ChartData(timezone, end, chart_days(end, timezone, days), language)
     zone = pytz.timezone(timezone)
-    start = zone.localize(datetime.combine(data.days[0], dt_time())).astimezone(UTC)
+    start, stop = (
+        zone.localize(datetime.combine(day, dt_time())).astimezone(UTC)
+        for day in (data.days[0], data.days[-1] + timedelta(days=1))
+    )
     index = {day: position for position, day in enumerate(data.days)}
 
     def series(name: str) -> BotSeries:
         empty = [0] * len(data.days)
         return data.bots.setdefault(name, BotSeries(list(empty), list(empty), list(empty)))
 
-    rows = await conn.fetch(_CHART_EVENTS, start, timezone, end, list(MAIN_EVENTS), timeout=timeout)
+    rows = await conn.fetch(
+        _CHART_EVENTS, start, timezone, stop, list(MAIN_EVENTS), timeout=timeout
+    )
     for row in rows:
         if row["day"] in index:
             bot = series(row["bot_name"])
             bot.active_users[index[row["day"]]] = int(row["active_users"])
             bot.main_events[index[row["day"]]] = int(row["main_events"])
-    for row in await conn.fetch(_CHART_NEW_USERS, start, timezone, end, timeout=timeout):
+    for row in await conn.fetch(_CHART_NEW_USERS, start, timezone, stop, timeout=timeout):
         if row["day"] in index:
             series(row["bot_name"]).new_users[index[row["day"]]] = int(row["new_users"])
     return data

@@ -44,7 +44,7 @@ from ecosystem_shared.testing.waiting import fetch
 from ecosystem_shared.texts import shared_texts
 
 ZONE = "Europe/Moscow"  # UTC+3 all year
-END = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # 09:00 in Moscow
+END = datetime(2026, 3, 10, 6, 0, tzinfo=UTC)  # 09:00 in Moscow: 24.02-09.03 are drawn
 DAYS = chart_days(END, ZONE)
 CHANNEL = -1001234567890
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -96,7 +96,7 @@ def test_no_data_draws_an_empty_chart() -> None:
     assert png_size(render(data))[0] == WIDTH_INCHES * DPI
 
 
-def test_one_bot_with_a_single_day() -> None:
+def test_one_bot_with_a_single_day_of_data() -> None:
     zeros = [0] * len(DAYS)
     only_today = BotSeries([*zeros[:-1], 3], [*zeros[:-1], 5], [*zeros[:-1], 12])
     data = chart({"Picture Bot": only_today})
@@ -104,7 +104,7 @@ def test_one_bot_with_a_single_day() -> None:
     figure = build_figure(data)
     texts = assert_legible(figure)
     assert legend_labels(figure) == ["Picture Bot"]
-    assert texts.count("10.03") == 1 and "25.02" in texts  # 14 days up to END's local day
+    assert texts.count("09.03") == 1 and "24.02" in texts and "10.03" not in texts
     for ax in figure.axes:
         [line] = ax.get_lines()
         values = numpy.asarray(line.get_ydata(), dtype=float)
@@ -134,8 +134,11 @@ def test_twelve_bots_with_long_cyrillic_names_stay_legible() -> None:
 async def test_days_are_counted_in_the_digest_time_zone(
     database_url: str, zone: str, last_day: str
 ) -> None:
-    """20:59:59 and 21:00:00 UTC on 9 March are two days in Moscow (UTC+3), one in New York."""
-    end = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)  # 06:00 in Moscow, 23:00 (9 March) in NY
+    """20:59:59 and 21:00:00 UTC on 9 March are two days in Moscow (UTC+3), one in New York
+    (UTC-4 since 8 March); the chart ends with the day before ``end``'s local day."""
+    end = datetime(
+        2026, 3, 11, 3, 0, tzinfo=UTC
+    )  # 06:00 on 11 March in Moscow, 23:00 on 10.03 in NY
     before, after = (
         datetime(2026, 3, 9, 20, 59, 59, tzinfo=UTC),
         datetime(2026, 3, 9, 21, tzinfo=UTC),
@@ -170,7 +173,7 @@ async def test_days_are_counted_in_the_digest_time_zone(
             [1, 1],
             [4, 1],
         )
-    else:  # both at 16:00 on 9 March
+    else:  # both at 17:00 on 9 March, the last day drawn
         assert (bot.new_users[-1], bot.active_users[-1], bot.main_events[-1]) == (2, 2, 5)
     ticks = [t.get_text() for t in build_figure(data).axes[-1].get_xticklabels()]
     assert ticks[-1] == last_day
@@ -203,7 +206,7 @@ async def services(database_url: str) -> AsyncIterator[tuple[Database, Analytics
     await db.start()
     analytics = Analytics(db, "Chart Bot", flush_seconds=0.1)
     await analytics.start()
-    days = chart_days(datetime.now(UTC), ZONE)  # the digest draws the days up to now
+    days = chart_days(datetime.now(UTC), ZONE)  # what a digest sent now draws
     async with db.acquire() as conn:
         await insert_activity(conn, synthetic_series(["Picture Bot"], days, scale=0.1), days, ZONE)
     yield db, analytics
@@ -340,9 +343,9 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("matplotlib", "numpy"
     assert width == 1200 and height > 1000
 
 
-def test_chart_days_end_with_the_local_day() -> None:
-    assert chart_days(datetime(2026, 3, 9, 21, tzinfo=UTC), ZONE)[-1] == date(2026, 3, 10)
-    assert chart_days(datetime(2026, 3, 9, 20, 59, tzinfo=UTC), ZONE)[-1] == date(2026, 3, 9)
+def test_chart_days_end_the_day_before_the_local_day() -> None:
+    assert chart_days(datetime(2026, 3, 9, 21, tzinfo=UTC), ZONE)[-1] == date(2026, 3, 9)
+    assert chart_days(datetime(2026, 3, 9, 20, 59, tzinfo=UTC), ZONE)[-1] == date(2026, 3, 8)
     assert len(set(chart_days(END, ZONE))) == 14
 
 

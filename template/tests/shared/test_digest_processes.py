@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 
 import asyncpg
@@ -98,7 +99,10 @@ async def seed_activity(database_url: str, zone: pytz.BaseTzInfo) -> None:
     days = chart_days(datetime.now(zone), str(zone))
     conn = await asyncpg.connect(database_url)
     try:
-        await insert_activity(conn, synthetic_series(SEEDED, days, scale=0.1), days, str(zone))
+        # At 23:50: the last day's activity also falls in the digest's last 24 hours (the test
+        # runs between 00:10 and 23:40 local time), so the caption names every bot.
+        series = synthetic_series(SEEDED, days, scale=0.1)
+        await insert_activity(conn, series, days, str(zone), at=dt_time(23, 50))
     finally:
         await conn.close()
 
