@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def measure(variant: str, payload: str) -> dict[str, Any]:
         text=True,
         cwd=TEMPLATE,
         env={"PYTHONPATH": str(TEMPLATE), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
-        | {k: v for k, v in __import__("os").environ.items() if k in ("HOME", "MPLCONFIGDIR")},
+        | {key: value for key, value in os.environ.items() if key in ("HOME", "MPLCONFIGDIR")},
         timeout=600,
         check=False,
     )

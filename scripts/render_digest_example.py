@@ -1,0 +1,88 @@
+"""Render docs/digest-example.png: the digest chart of the examples' four bots.
+
+    python scripts/render_digest_example.py            # write docs/digest-example.png
+    python scripts/render_digest_example.py --check    # exit 1 if the committed PNG is stale
+
+The bots are the ones examples/answers/*.yml name (bot_name of every bot example); their 14 days
+of activity are synthesised deterministically (ecosystem_shared.testing.activity, fixed seed and
+end date), in the digest's default time zone and the examples' main language. The chart is drawn
+by the template's own ``python -m ecosystem_shared.chart`` (run from template/), as a bot does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytz
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO_ROOT / "template"
+ANSWERS = REPO_ROOT / "examples" / "answers"
+OUTPUT = REPO_ROOT / "docs" / "digest-example.png"
+sys.path.insert(0, str(TEMPLATE))
+
+from ecosystem_shared.stats import ChartData, chart_days  # noqa: E402 - template/ on the path
+from ecosystem_shared.testing.activity import synthetic_series  # noqa: E402
+
+TIMEZONE = "Europe/Moscow"  # copier.yml's digest_timezone default
+END = pytz.timezone(TIMEZONE).localize(datetime(2026, 12, 1, 9, 0))  # a digest at 09:00
+SEED = 2026
+
+
+def example_bots() -> tuple[list[str], str]:
+    """Bot names of the bot examples (sorted) and their most common language."""
+    answers = [yaml.safe_load(path.read_text()) for path in sorted(ANSWERS.glob("*.yml"))]
+    bots = [a for a in answers if isinstance(a, dict) and "bot_name" in a]
+    if not bots:
+        raise SystemExit(f"no bot_name in {ANSWERS}/*.yml")
+    languages = Counter(str(a.get("language", "ru")) for a in bots)
+    return sorted(str(a["bot_name"]) for a in bots), languages.most_common(1)[0][0]
+
+
+def example_data() -> ChartData:
+    names, language = example_bots()
+    days = chart_days(END, TIMEZONE)
+    return ChartData(TIMEZONE, END, days, language, synthetic_series(names, days, seed=SEED))
+
+
+def render(data: ChartData) -> bytes:
+    result = subprocess.run(
+        [sys.executable, "-m", "ecosystem_shared.chart"],
+        input=data.to_json().encode(),
+        capture_output=True,
+        cwd=TEMPLATE,
+        env={"PYTHONPATH": str(TEMPLATE), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
+        | {key: value for key, value in os.environ.items() if key in ("HOME", "MPLCONFIGDIR")},
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(result.stderr.decode(errors="replace"))
+    return result.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the PNG is stale")
+    args = parser.parse_args()
+    png = render(example_data())
+    if args.check:
+        current = OUTPUT.read_bytes() if OUTPUT.exists() else b""
+        if current != png:
+            print(f"{OUTPUT.relative_to(REPO_ROOT)} is stale: run {Path(__file__).name}")
+            return 1
+        return 0
+    OUTPUT.write_bytes(png)
+    print(f"wrote {OUTPUT.relative_to(REPO_ROOT)} ({len(png)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
