@@ -12,12 +12,14 @@ by the template's own ``python -m ecosystem_shared.chart`` (run from template/),
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytz
 import yaml
@@ -27,9 +29,9 @@ TEMPLATE = REPO_ROOT / "template"
 ANSWERS = REPO_ROOT / "examples" / "answers"
 OUTPUT = REPO_ROOT / "docs" / "digest-example.png"
 sys.path.insert(0, str(TEMPLATE))
-
-from ecosystem_shared.stats import ChartData, chart_days  # noqa: E402 - template/ on the path
-from ecosystem_shared.testing.activity import synthetic_series  # noqa: E402
+# The template's own modules (not a package of this repository: imported, not type-checked here).
+stats = importlib.import_module("ecosystem_shared.stats")
+activity = importlib.import_module("ecosystem_shared.testing.activity")
 
 TIMEZONE = "Europe/Moscow"  # copier.yml's digest_timezone default
 END = pytz.timezone(TIMEZONE).localize(datetime(2026, 12, 1, 9, 0))  # a digest at 09:00
@@ -46,13 +48,15 @@ def example_bots() -> tuple[list[str], str]:
     return sorted(str(a["bot_name"]) for a in bots), languages.most_common(1)[0][0]
 
 
-def example_data() -> ChartData:
+def example_data() -> Any:
+    """The :class:`ecosystem_shared.stats.ChartData` of the example."""
     names, language = example_bots()
-    days = chart_days(END, TIMEZONE)
-    return ChartData(TIMEZONE, END, days, language, synthetic_series(names, days, seed=SEED))
+    days = stats.chart_days(END, TIMEZONE)
+    series = activity.synthetic_series(names, days, seed=SEED)
+    return stats.ChartData(TIMEZONE, END, days, language, series)
 
 
-def render(data: ChartData) -> bytes:
+def render(data: Any) -> bytes:
     result = subprocess.run(
         [sys.executable, "-m", "ecosystem_shared.chart"],
         input=data.to_json().encode(),
@@ -65,7 +69,7 @@ def render(data: ChartData) -> bytes:
     )
     if result.returncode != 0:
         raise SystemExit(result.stderr.decode(errors="replace"))
-    return result.stdout
+    return bytes(result.stdout)
 
 
 def main() -> int:
