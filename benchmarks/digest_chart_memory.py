@@ -5,7 +5,7 @@
 
 Each round starts two fresh Python processes that import what a bot imports (aiogram and the
 template's ``ecosystem_shared`` runtime, straight from ``template/``), read VmRSS, then draw the
-12-bot chart of the README example (``scripts/render_digest_example.py``'s data) twice:
+chart of the README example (``scripts/render_digest_example.py``'s data) twice:
 
 - **subprocess** (what the template does): ``digest_chart.run_chart_process``, i.e.
   ``python -m ecosystem_shared.chart`` per chart;
@@ -99,7 +99,9 @@ def main() -> int:
             rounds[variant].append(measure(variant, payload))
     growth = {v: statistics.median(r["growth_mib"] for r in rounds[v]) for v in VARIANTS}
     seconds = {v: statistics.median(r["seconds"] for r in rounds[v]) for v in VARIANTS}
-    print(f"Digest chart, 12 bots, {CHARTS_PER_ROUND} charts per process, {args.rounds} rounds")
+    print(
+        f"Digest chart of the README example, {CHARTS_PER_ROUND} charts per process, {args.rounds} rounds"
+    )
     print(f"{'variant':<12} {'RSS growth (MiB)':>17} {'s per chart':>12} {'matplotlib loaded':>18}")
     for variant in VARIANTS:
         loaded = any(r["matplotlib"] for r in rounds[variant])
