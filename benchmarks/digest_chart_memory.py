@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "template"
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from render_digest_example import example_data  # noqa: E402 - after the path above
+from render_digest_example import example_data, run_in_template  # noqa: E402 - path above
 
 VARIANTS = ("subprocess", "in-process")
 CHARTS_PER_ROUND = 2
@@ -68,20 +66,9 @@ print(json.dumps({"before": before, "after": rss_kib(), "seconds": seconds,
 
 
 def measure(variant: str, payload: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, variant, str(CHARTS_PER_ROUND)],
-        input=payload,
-        capture_output=True,
-        text=True,
-        cwd=TEMPLATE,
-        env={"PYTHONPATH": str(TEMPLATE), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
-        | {key: value for key, value in os.environ.items() if key in ("HOME", "MPLCONFIGDIR")},
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"{variant} round failed:\n{result.stderr[-3000:]}")
-    row: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    args = ["-c", CHILD, variant, str(CHARTS_PER_ROUND)]
+    output = run_in_template(args, payload.encode(), timeout=600).decode()
+    row: dict[str, Any] = json.loads(output.splitlines()[-1])
     row["growth_mib"] = (row["after"] - row["before"]) / 1024
     return row
 
@@ -99,9 +86,8 @@ def main() -> int:
             rounds[variant].append(measure(variant, payload))
     growth = {v: statistics.median(r["growth_mib"] for r in rounds[v]) for v in VARIANTS}
     seconds = {v: statistics.median(r["seconds"] for r in rounds[v]) for v in VARIANTS}
-    print(
-        f"Digest chart of the README example, {CHARTS_PER_ROUND} charts per process, {args.rounds} rounds"
-    )
+    runs = f"{CHARTS_PER_ROUND} charts per process, {args.rounds} rounds"
+    print(f"Digest chart of the README example, {runs}")
     print(f"{'variant':<12} {'RSS growth (MiB)':>17} {'s per chart':>12} {'matplotlib loaded':>18}")
     for variant in VARIANTS:
         loaded = any(r["matplotlib"] for r in rounds[variant])

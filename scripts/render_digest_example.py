@@ -56,20 +56,26 @@ def example_data() -> Any:
     return stats.ChartData(TIMEZONE, END, days, language, series)
 
 
-def render(data: Any) -> bytes:
+def run_in_template(args: list[str], payload: bytes, *, timeout: float) -> bytes:
+    """``python <args>`` with template/ as the project (stdin ``payload``); its stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "ecosystem_shared.chart"],
-        input=data.to_json().encode(),
+        [sys.executable, *args],
+        input=payload,
         capture_output=True,
         cwd=TEMPLATE,
         env={"PYTHONPATH": str(TEMPLATE), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
         | {key: value for key, value in os.environ.items() if key in ("HOME", "MPLCONFIGDIR")},
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
-        raise SystemExit(result.stderr.decode(errors="replace"))
+        raise SystemExit(f"python {args[0]} failed:\n{result.stderr.decode(errors='replace')}")
     return bytes(result.stdout)
+
+
+def render(data: Any) -> bytes:
+    """The chart, drawn the way a bot has it drawn: ``python -m ecosystem_shared.chart``."""
+    return run_in_template(["-m", "ecosystem_shared.chart"], data.to_json().encode(), timeout=300)
 
 
 def main() -> int:
