@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STDERR_TAIL = 500  # characters of the subprocess's stderr kept in the log and the error event
 # The directory holding ecosystem_shared, so the subprocess imports the same code.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SECRET_NAMES = re.compile(r"TOKEN|PASSWORD|SECRET|DATABASE_URL|DSN", re.IGNORECASE)
 
 
 class ChartError(Exception):
@@ -44,7 +46,8 @@ async def run_chart_process(
     data: ChartData, *, timeout: float, command: tuple[str, ...] = CHART_COMMAND
 ) -> bytes:
     """PNG bytes drawn by ``command`` from ``data`` (JSON on its stdin); ChartError otherwise."""
-    env = dict(os.environ)
+    # The drawing needs neither the bot's token nor the database's password.
+    env = {name: value for name, value in os.environ.items() if not SECRET_NAMES.search(name)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     env["MPLBACKEND"] = "Agg"
     process = await asyncio.create_subprocess_exec(

@@ -6,6 +6,7 @@ test checks that); the chart that bots send is drawn by ``python -m ecosystem_sh
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from matplotlib.transforms import Bbox
 from ecosystem_shared.analytics import Analytics, BotStats, DailyStats
 from ecosystem_shared.chart import DPI, FONT, WIDTH_INCHES, build_figure, render
 from ecosystem_shared.db import Database
-from ecosystem_shared.digest_chart import ChartService
+from ecosystem_shared.digest_chart import ChartService, run_chart_process
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.notifications import (
     CAPTION_LIMIT,
@@ -355,3 +356,17 @@ def test_chart_data_survives_the_pipe() -> None:
     broken = data.to_json().replace('"main_events": [', '"main_events": [1, ', 1)
     with pytest.raises(ValueError, match="one value per day"):
         ChartData.from_json(broken)
+
+
+def test_the_chart_process_gets_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOT_TOKEN", "123:secret")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@h/db")
+    probe = (
+        "import os, sys\n"
+        "leaked = sorted({'BOT_TOKEN', 'DATABASE_URL'} & set(os.environ))\n"
+        f"sys.exit(f'leaked {{leaked}}') if leaked else sys.stdout.buffer.write({PNG!r})"
+    )
+    command = (sys.executable, "-c", probe)
+    leaky = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert leaky.returncode == 1 and b"BOT_TOKEN" in leaky.stderr  # the probe sees them
+    assert asyncio.run(run_chart_process(chart({}), timeout=30, command=command)) == PNG
