@@ -267,6 +267,49 @@ def test_dependency_layer_installs_exactly_the_project_dependencies(
     assert f"-r {match.group(2)}" in install
 
 
+@pytest.mark.parametrize("case", CASES[:1])  # the same step in every render
+def test_font_cache_is_built_at_image_build_time(case: Case, project: Path, tmp_path: Path) -> None:
+    """Runs the Dockerfile's font-cache step into an empty MPLCONFIGDIR, then draws a chart with
+    it as a bot would (``python -m ecosystem_shared.chart``): the cache is used, not rebuilt."""
+    steps = dockerfile_instructions(read(project, "Dockerfile"))
+    env = " ".join(step.args for step in steps if step.keyword == "ENV")
+    assert "MPLCONFIGDIR=/" in env and "MPLBACKEND=Agg" in env
+    install = next(i for i, step in enumerate(steps) if "pip install" in step.args)
+    cache_step = next(i for i, step in enumerate(steps) if "font_manager" in step.args)
+    code_copy = next(i for i, step in enumerate(steps) if step.args.startswith("ecosystem_shared"))
+    assert install < cache_step < code_copy, "font cache after the dependencies, before the code"
+    assert "chown" in steps[cache_step].args, "matplotlib ignores an MPLCONFIGDIR it cannot write"
+    match = re.search(r'python -c "([^"]+)"', steps[cache_step].args)
+    assert match, steps[cache_step].args
+    config = tmp_path / "mplconfig"
+    child = {**os.environ, "MPLCONFIGDIR": str(config), "MPLBACKEND": "Agg"}
+    assert_ok(run([PYTHON, "-c", match.group(1)], project, timeout=120, env=child), "font cache")
+    [cache] = config.glob("fontlist-*.json")
+    built = cache.stat().st_mtime_ns
+    days = [f"2026-03-{day:02d}" for day in range(1, 15)]
+    series = {key: [day % 5 for day in range(14)] for key in ("new_users", "active_users")}
+    data = {
+        "timezone": "Europe/Moscow",
+        "end": "2026-03-15T09:00:00+03:00",
+        "days": days,
+        "language": "ru",
+        "bots": {"Бот": series | {"main_events": [3] * 14}},
+    }
+    drawn = subprocess.run(
+        [PYTHON, "-m", "ecosystem_shared.chart"],
+        input=json.dumps(data).encode(),
+        capture_output=True,
+        cwd=project,
+        env=child,
+        timeout=120,
+        check=False,
+    )
+    assert drawn.returncode == 0, drawn.stderr.decode(errors="replace")[-2000:]
+    assert drawn.stdout.startswith(b"\x89PNG\r\n\x1a\n")
+    assert b"font cache" not in drawn.stderr and cache.stat().st_mtime_ns == built
+    assert [path.name for path in config.iterdir()] == [cache.name]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_dockerignore_keeps_secrets_out_and_build_inputs_in(case: Case, project: Path) -> None:
     patterns = dockerignore_patterns(project)

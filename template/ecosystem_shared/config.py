@@ -63,6 +63,9 @@ class SharedSettings(BaseSettings):
 
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
+    # The 14-day chart sent with the digest and by /stats (drawn in a subprocess).
+    DIGEST_CHART: bool = True
+    DIGEST_CHART_TIMEOUT: float = Field(default=60.0, gt=0, le=600)
 
     HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
 

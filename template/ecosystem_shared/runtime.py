@@ -27,6 +27,7 @@ from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import schedule_digest, send_digest_once
+from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.health import touch_liveness
 from ecosystem_shared.log import secrets_of, setup_logging
 from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
@@ -55,6 +56,7 @@ class Services:
     db: Database
     analytics: Analytics
     notifier: Notifier
+    charts: ChartService
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class Services:
             "db": self.db,
             "analytics": self.analytics,
             "notifier": self.notifier,
+            "charts": self.charts,
             "bot_name": self.settings.BOT_NAME,
         }
 
@@ -82,8 +85,16 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         batch_size=settings.ANALYTICS_BATCH_SIZE,
         flush_seconds=settings.ANALYTICS_FLUSH_SECONDS,
     )
-    notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE)
-    return Services(settings, bot, db, analytics, notifier)
+    charts = ChartService(
+        db,
+        analytics,
+        timezone=settings.DIGEST_TIMEZONE,
+        language=settings.LANGUAGE,
+        timeout=settings.DIGEST_CHART_TIMEOUT,
+        enabled=settings.DIGEST_CHART,
+    )
+    notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    return Services(settings, bot, db, analytics, notifier, charts)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:

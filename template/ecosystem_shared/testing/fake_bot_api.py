@@ -229,6 +229,23 @@ def _field(params: Params, files: Files, key: str) -> Any:
     return params.get(key) or (key if key in files else None)
 
 
+def _check_png_dimensions(data: bytes) -> None:
+    """sendPhoto: "The photo's width and height must not exceed 10000 in total. Width and
+    height ratio must be at most 20" (core.telegram.org/bots/api#sendphoto, quoted in
+    y-young/nazurin#10, 2021-02-14); refused with PHOTO_INVALID_DIMENSIONS (nickoala/telepot#135,
+    2016-08-25). Checked for PNG uploads, whose size is in the IHDR chunk; others pass."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if (
+        not width
+        or not height
+        or width + height > 10000
+        or max(width, height) > 20 * min(width, height)
+    ):
+        raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+
+
 class FakeBotAPI:
     """``async with FakeBotAPI() as api:``; point the bot at ``api.base_url`` with ``api.token``.
 
@@ -638,6 +655,9 @@ class FakeBotAPI:
         return result | ({"file_name": upload.filename} if upload.filename else {})
 
     def _photo_sizes(self, files: Files, ref: Any) -> list[dict[str, Any]]:
+        upload = files.get(ref.removeprefix("attach://")) if isinstance(ref, str) else None
+        if upload is not None:
+            _check_png_dimensions(upload.data)
         base = self._file_object(files, ref, "photos")
         base.pop("file_name", None)
         return [

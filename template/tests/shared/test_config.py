@@ -84,6 +84,8 @@ BAD_VALUES = [
     ("DIGEST_TIME", "25:00", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIME", "9:5", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIMEZONE", "Mars/Olympus", "DIGEST_TIMEZONE: expected an IANA time zone"),
+    ("DIGEST_CHART", "maybe", "DIGEST_CHART: Input should be a valid boolean"),
+    ("DIGEST_CHART_TIMEOUT", "0", "DIGEST_CHART_TIMEOUT: Input should be greater than 0"),
     ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated"),
 ]
 SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL"}  # their bad values must not be echoed either

@@ -2,10 +2,12 @@
 
 Three ``python -m <bot>`` processes share a database and an analytics channel (each has its own
 fake Bot API: one poller per token) and are started with ``DIGEST_TIME`` set to a minute just
-ahead: at that minute all three run the digest job, exactly one sends. Meanwhile a fourth bot,
-alone on another database, is started after its digest time has passed: it catches up (after
-``CATCH_UP_DELAY``) and sends the missed digest once. Both paths run concurrently to keep the
-test's wall time near one wait for the next minute.
+ahead: at that minute all three run the digest job, exactly one sends: the 14-day chart of the
+bots' activity (seeded in the database) as one photo captioned with the digest text, while the
+bot's resident memory grows by less than 5 MiB (matplotlib runs in a subprocess). Meanwhile a
+fourth bot, alone on another database, is started after its digest time has passed: it catches
+up (after ``CATCH_UP_DELAY``) and sends the missed digest once, as text only (no data to draw).
+Both paths run concurrently to keep the test's wall time near one wait for the next minute.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from datetime import time as dt_time
+from pathlib import Path
 
 import asyncpg
 import pytest
 import pytz
 
+from ecosystem_shared.stats import chart_days
+from ecosystem_shared.testing.activity import insert_activity, synthetic_series
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 from ecosystem_shared.testing.postgres import with_database
@@ -33,6 +39,9 @@ JOB = "daily_digest"
 ZONES = ("Asia/Kathmandu", "America/St_Johns", "Australia/Eucla")
 START_TIMEOUT = 180.0  # importing aiogram takes seconds, more on a busy machine
 TITLE = shared_texts("en").digest_title.partition("{")[0]
+TOTAL = shared_texts("en").digest_total.partition("{")[0]
+SEEDED = ("Picture Bot", "CRM Bot", "Текстовый бот")  # activity of the last 14 days
+RSS_GROWTH_LIMIT = 5 * 1024  # KiB
 
 
 def pick_zone() -> pytz.BaseTzInfo:
@@ -68,12 +77,34 @@ async def another_database(postgres_url: str) -> AsyncIterator[str]:
 
 
 def digests(api: FakeBotAPI) -> list[Call]:
-    """Digest messages in the channel (new-user notices are plain text, digests HTML)."""
+    """Digest messages in the channel: the chart photo, or HTML text (new-user notices are
+    plain text)."""
     return [
         call
-        for call in api.calls("sendMessage", chat_id=CHANNEL)
-        if call.params.get("parse_mode") == "HTML" and call.error_code is None
+        for call in api.calls(chat_id=CHANNEL)
+        if call.error_code is None
+        and (call.method == "sendPhoto" or call.params.get("parse_mode") == "HTML")
     ]
+
+
+def rss_kib(pid: int | None) -> int:
+    assert pid is not None
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+async def seed_activity(database_url: str, zone: pytz.BaseTzInfo) -> None:
+    """Two weeks of activity of three bots, in the tables the digest and its chart read (the
+    bots, up and running, have created them)."""
+    days = chart_days(datetime.now(zone), str(zone))
+    conn = await asyncpg.connect(database_url)
+    try:
+        # At 23:50: the last day's activity also falls in the digest's last 24 hours (the test
+        # runs between 00:10 and 23:40 local time), so the caption names every bot.
+        series = synthetic_series(SEEDED, days, scale=0.1)
+        await insert_activity(conn, series, days, str(zone), at=dt_time(23, 50))
+    finally:
+        await conn.close()
 
 
 async def wait_for_outcome(bot: BotProcess, day: str, timeout: float) -> str:
@@ -140,6 +171,7 @@ async def test_digest_sent_once_by_three_bots_and_caught_up_by_a_late_one(
                 for number, api in enumerate(apis[1:], start=1)
             ]
             await asyncio.gather(*(process.start() for process in trio))
+            await seed_activity(database_url, zone)
 
             # The catch-up path: sent once, CATCH_UP_DELAY after the late bot started.
             assert await wait_for_outcome(late, f"{passed:%Y-%m-%d}", timeout=120) == "sent"
@@ -148,7 +180,9 @@ async def test_digest_sent_once_by_three_bots_and_caught_up_by_a_late_one(
             # The cron path: at the digest time each bot runs the job, one sends.
             wait = (due - datetime.now(zone)).total_seconds()
             day = f"{due:%Y-%m-%d}"
+            rss_before = [rss_kib(p.pid) for p in trio]
             outcomes = [await wait_for_outcome(p, day, timeout=wait + 90) for p in trio]
+            rss_after = [rss_kib(p.pid) for p in trio]
         finally:
             running = [p for p in bots if p.pid is not None]
             codes = await asyncio.gather(*(p.stop() for p in running))
@@ -166,7 +200,17 @@ async def test_digest_sent_once_by_three_bots_and_caught_up_by_a_late_one(
         sender = outcomes.index("sent")
         sent = [digests(api) for api in apis[1:]]
         assert [len(calls) for calls in sent] == [int(i == sender) for i in range(3)]
-        assert sent[sender][0].params["text"].startswith(TITLE)
+        # One photo: the chart, captioned with the whole digest text.
+        [photo] = sent[sender]
+        assert photo.method == "sendPhoto" and photo.params["parse_mode"] == "HTML"
+        caption = photo.params["caption"]
+        assert caption.startswith(TITLE) and TOTAL in caption
+        assert all(f"<b>{name}</b>" in caption for name in SEEDED), caption
+        chart = photo.file("photo").data
+        assert chart.startswith(b"\x89PNG") and int.from_bytes(chart[16:20], "big") == 1200
+        growth = rss_after[sender] - rss_before[sender]
+        print(f"RSS of the sending bot: {rss_before[sender]} -> {rss_after[sender]} KiB")
+        assert growth < RSS_GROWTH_LIMIT, f"the digest grew the bot by {growth} KiB"
         [row] = await runs(database_url)
         assert (row["job"], f"{row['run_date']}") == (JOB, day)
         assert row["bot_name"] == f"Digest Bot {sender + 1}"
