@@ -343,8 +343,9 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
             assert code == 0, host.output
             assert re.search(r"\[host\] .* stopped cleanly", host.output), host.output
             for slug in BOTS:
-                assert re.search(rf"\[host\] .* {slug}: stopped \(exited with status 0\)",
-                                 host.output), host.output
+                assert re.search(
+                    rf"\[host\] .* {slug}: stopped \(exited with status 0\)", host.output
+                ), host.output
             # Every /start answered before SIGTERM is stored: survivors lost nothing, and the
             # flush on SIGTERM wrote the last events of every bot.
             stored = await stored_starts(database_url)
@@ -392,7 +393,9 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
                 assert re.search(r"media-bot: refused: its BOT_TOKEN is the one of text-bot", out)
                 assert re.search(r"\./text-bot: refused: the same directory as text-bot", out)
                 assert re.search(rf"{re.escape(str(not_a_bot))}: refused: no pyproject.toml", out)
-                assert re.search(r"needy-bot: refused: dependencies not satisfied.*aiogram>=99", out)
+                assert re.search(
+                    r"needy-bot: refused: dependencies not satisfied.*aiogram>=99", out
+                )
                 assert TOKENS["text-bot"] not in out
                 # Reported once, naming the variable; not restarted in a loop.
                 line = r"crm-bot: configuration error in .*\.env: RATE_LIMIT_SECONDS"
@@ -493,7 +496,11 @@ def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
     assert bots["build"]["args"]["BOT_UID"] == "101"
 
     hadolint = [
-        "hadolint", "--no-color", "--failure-threshold", "warning", "Dockerfile",
+        "hadolint",
+        "--no-color",
+        "--failure-threshold",
+        "warning",
+        "Dockerfile",
     ]
     assert_ok(run(hadolint, ecosystem, timeout=120), "hadolint")
     dockerfile = (ecosystem / "Dockerfile").read_text(encoding="utf-8")
@@ -519,9 +526,17 @@ def test_host_code_passes_ruff_and_mypy(ecosystem: Path) -> None:
     package = str(ecosystem / "ecosystem_host")
     ruff = [PYTHON, "-m", "ruff"]
     rules = ["--line-length", "100", "--target-version", "py311"]
-    assert_ok(run([*ruff, "check", "--select", "E,F,W,I,B,UP,RUF,SIM,BLE", *rules, package],
-                  ecosystem, timeout=120), "ruff check")
-    assert_ok(run([*ruff, "format", "--check", *rules, package], ecosystem, timeout=120),
-              "ruff format --check")
+    assert_ok(
+        run(
+            [*ruff, "check", "--select", "E,F,W,I,B,UP,RUF,SIM,BLE", *rules, package],
+            ecosystem,
+            timeout=120,
+        ),
+        "ruff check",
+    )
+    assert_ok(
+        run([*ruff, "format", "--check", *rules, package], ecosystem, timeout=120),
+        "ruff format --check",
+    )
     mypy = [PYTHON, "-m", "mypy", "--strict", "--python-version", "3.11", "-p", "ecosystem_host"]
     assert_ok(run(mypy, ecosystem, timeout=300), "mypy")

@@ -7,6 +7,7 @@ is installed. Nothing here imports a bot's code.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import re
 import tomllib
@@ -125,20 +126,22 @@ def bot_token(bot: Bot) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
+def _packaging_requirements() -> Any:
+    """``packaging.requirements`` (the host image installs it; pip vendors a copy)."""
+    try:
+        return importlib.import_module("packaging.requirements")
+    except ImportError:
+        return importlib.import_module("pip._vendor.packaging.requirements")
+
+
 def unsatisfied(requirements: Iterable[str]) -> list[str]:
     """Requirements the running environment does not satisfy, each with what is installed."""
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:  # pip vendors it; the host image installs it anyway
-        from pip._vendor.packaging.requirements import (  # type: ignore[no-redef]
-            InvalidRequirement,
-            Requirement,
-        )
+    packaging = _packaging_requirements()
     missing = []
     for line in requirements:
         try:
-            requirement = Requirement(line)
-        except InvalidRequirement as error:
+            requirement = packaging.Requirement(line)
+        except packaging.InvalidRequirement as error:
             missing.append(f"{line} (not a valid requirement: {error})")
             continue
         if requirement.marker is not None and not requirement.marker.evaluate():

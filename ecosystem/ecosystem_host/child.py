@@ -34,9 +34,11 @@ HOST_SET = frozenset({"HEALTH_FILE"})
 # Never accepted from ALL_BOTS_: a token belongs to one bot.
 NOT_SHARED = frozenset({"BOT_TOKEN"})
 _PLUMBING = frozenset(
-    "PATH HOME USER LOGNAME SHELL LANG TZ TMPDIR TERM SSL_CERT_FILE SSL_CERT_DIR"
-    " REQUESTS_CA_BUNDLE HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy"
-    " MPLCONFIGDIR VIRTUAL_ENV".split()
+    (
+        *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM"),
+        *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "MPLCONFIGDIR", "VIRTUAL_ENV"),
+        *("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"),
+    )
 )
 _PLUMBING_PREFIXES = ("LC_", "PYTHON", "XDG_")
 _PR_SET_NAME = 15

@@ -67,7 +67,9 @@ def problems(directory: Path, *, now: float | None = None) -> list[str]:
     for slug, bot in sorted(state.get("bots", {}).items()):
         status = bot.get("status")
         if status != "running" or not _alive(bot.get("pid")):
-            found.append(f"{slug}: {status or 'unknown'}{': ' + bot['reason'] if bot.get('reason') else ''}")
+            found.append(
+                f"{slug}: {status or 'unknown'}{': ' + bot['reason'] if bot.get('reason') else ''}"
+            )
             continue
         try:
             age = now - liveness_file(directory, slug).stat().st_mtime

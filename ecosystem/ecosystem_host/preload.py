@@ -125,9 +125,7 @@ async def _aiogram_warmup() -> None:
         if build is not None:
             build(bot, method)
         response = {"ok": True, "result": _UPDATE["message"]}
-        session.check_response(
-            bot, method, status_code=200, content=session.json_dumps(response)
-        )
+        session.check_response(bot, method, status_code=200, content=session.json_dumps(response))
     finally:
         await bot.session.close()
     if seen[:1] != [7]:

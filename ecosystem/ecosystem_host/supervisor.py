@@ -200,11 +200,7 @@ class Supervisor:
             if how != "exited with status 0":
                 self.unclean.append(slug)
             logger.info("%s: stopped (%s)", slug, how)
-        elif (
-            os.WIFEXITED(status)
-            and os.WEXITSTATUS(status) == CONFIG_EXIT
-            and child.config_lines
-        ):
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == CONFIG_EXIT and child.config_lines:
             child.status = "config-error"
             child.reason = "; ".join(child.config_lines)
             child.env_mtime = _env_mtime(child.bot)
@@ -219,9 +215,7 @@ class Supervisor:
                 child.delay = FIRST_DELAY
             child.status, child.reason = "backoff", how
             child.restart_at = time.monotonic() + child.delay
-            logger.warning(
-                "%s: %s after %.1f s; restarting in %.0f s", slug, how, ran, child.delay
-            )
+            logger.warning("%s: %s after %.1f s; restarting in %.0f s", slug, how, ran, child.delay)
             child.delay = min(child.delay * 2, MAX_DELAY)
         self._save()
 
@@ -252,7 +246,10 @@ class Supervisor:
 
     def _save(self) -> None:
         bots = {c.bot.slug: c.state() for c in self.children}
-        bots |= {slug: {"status": "refused", "pid": None, "reason": r} for slug, r in self.refused.items()}
+        bots |= {
+            slug: {"status": "refused", "pid": None, "reason": r}
+            for slug, r in self.refused.items()
+        }
         with contextlib.suppress(OSError):
             write_state(self.health, self.pid, bots)
 
