@@ -13,12 +13,15 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import ctypes
 import gc
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ecosystem_host.bots import Bot
 
@@ -77,71 +80,137 @@ def import_shared(bots: Iterable[Bot]) -> tuple[list[str], list[str]]:
 
 
 _WARMUP_TOKEN = "42:warm-up-token-that-is-never-sent-anywhere"
-_UPDATE = {
-    "update_id": 1,
-    "message": {
-        "message_id": 1,
-        "date": 1_700_000_000,
-        "chat": {"id": 7, "type": "private", "first_name": "Warm"},
-        "from": {"id": 7, "is_bot": False, "first_name": "Warm", "language_code": "en"},
-        "text": "/start",
-        "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
-    },
-}
+_WARMUP_UPDATES = 60  # enough executions for CPython to specialise the hot bytecode
+
+
+def _update(update_id: int, text: str) -> dict[str, Any]:
+    user = {"id": 7 + update_id % 5, "is_bot": False, "first_name": "Warm", "language_code": "en"}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1_700_000_000,
+            "chat": {"id": user["id"], "type": "private", "first_name": "Warm"},
+            "from": user,
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
+        },
+    }
 
 
 async def _aiogram_warmup() -> None:
-    """Dispatch one update and build/parse one request without touching the network."""
-    from aiogram import Bot, Dispatcher, F, Router
+    """Poll a loopback Bot API (aiohttp server in this process) and answer updates: the same
+    client, dispatcher, filter and request code the bots run, executed before the fork."""
+    from aiogram import Bot, Dispatcher, Router
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
     from aiogram.filters import Command, CommandStart
-    from aiogram.methods import SendMessage
-    from aiogram.types import Message, Update
+    from aiogram.types import Message
+    from aiohttp import web
 
+    pending = [_update(n, "/start" if n % 3 else "/help x") for n in range(1, _WARMUP_UPDATES)]
+    answered: list[int] = []
+    stopping: list[asyncio.Task[None]] = []
+    dispatcher = Dispatcher()
+
+    async def api(request: web.Request) -> web.Response:
+        method = request.match_info["method"].lower()
+        data = dict(await request.post())
+        result: Any = True
+        if method == "getme":
+            result = {"id": 42, "is_bot": True, "first_name": "Warm", "username": "warm_bot"}
+        elif method == "getupdates":
+            offset = int(str(data.get("offset", 0) or 0))
+            result = [u for u in pending if u["update_id"] >= offset][:10]
+            if not result and len(answered) >= len(pending) and not stopping:
+                # Not awaited here: stop_polling waits for this very request to finish.
+                stopping.append(asyncio.create_task(dispatcher.stop_polling()))
+        elif method == "sendmessage":
+            chat = int(str(data["chat_id"]))
+            answered.append(chat)
+            result = {
+                "message_id": 1000 + len(answered),
+                "date": 1_700_000_000,
+                "chat": {"id": chat, "type": "private"},
+                "text": data.get("text", ""),
+            }
+        return web.json_response({"ok": True, "result": result})
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", api)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
     router = Router()
-    seen: list[int] = []
 
     @router.message(CommandStart())
     async def start(message: Message) -> None:
-        seen.append(message.chat.id)
+        await message.answer(f"<b>Hi</b>, {message.chat.id}!", parse_mode="HTML")
 
     @router.message(Command("help"))
-    async def help_(message: Message) -> None:  # a second filter path, never matched
-        seen.append(-1)
+    async def help_(message: Message) -> None:
+        await message.answer("help")
 
-    @router.message(F.text)
-    async def text(message: Message) -> None:
-        seen.append(-2)
-
-    dispatcher = Dispatcher()
     dispatcher.include_router(router)
-    bot = Bot(_WARMUP_TOKEN)
+    session = AiohttpSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{port}"))
+    bot = Bot(_WARMUP_TOKEN, session=session)
     try:
-        for _ in range(3):  # a few rounds: CPython specialises after repeated executions
-            update = Update.model_validate(_UPDATE, context={"bot": bot})
-            await dispatcher.feed_update(bot, update)
-        method = SendMessage(chat_id=7, text="<b>warm</b>", parse_mode="HTML")
-        session = bot.session
-        build = getattr(session, "build_form_data", None)
-        if build is not None:
-            build(bot, method)
-        response = {"ok": True, "result": _UPDATE["message"]}
-        session.check_response(bot, method, status_code=200, content=session.json_dumps(response))
+        await asyncio.wait_for(
+            dispatcher.start_polling(bot, polling_timeout=0, handle_signals=False), 20
+        )
     finally:
         await bot.session.close()
-    if seen[:1] != [7]:
-        raise RuntimeError("aiogram warm-up did not dispatch the update")
+        await runner.cleanup()
+    if len(answered) < len(pending):
+        raise RuntimeError(f"aiogram warm-up answered {len(answered)}/{len(pending)} updates")
 
 
 def _settings_warmup() -> None:
-    from pydantic import Field, SecretStr
-    from pydantic_settings import BaseSettings, SettingsConfigDict
+    """A settings class with the field kinds bots use, validated from a .env and the env."""
+    import datetime
+    import os
+    import tempfile
+    from pathlib import Path
+    from typing import Annotated, Literal
+
+    from pydantic import Field, SecretStr, field_validator
+    from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
     class WarmSettings(BaseSettings):
-        model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=True)
+        model_config = SettingsConfigDict(
+            env_file=".env", extra="ignore", case_sensitive=True, validate_default=True
+        )
         WARM_TOKEN: SecretStr = SecretStr("x")
-        WARM_LEVEL: int = Field(default=1, ge=0)
+        WARM_NAME: str = Field(default="Bot", min_length=1, max_length=64)
+        WARM_LANGUAGE: Literal["ru", "en"] = "ru"
+        WARM_URL: SecretStr | None = None
+        WARM_SIZE: int = Field(default=1, ge=0, le=50)
+        WARM_SECONDS: float = Field(default=1.0, gt=0)
+        WARM_FLAG: bool = True
+        WARM_CHAT: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+        WARM_BASE: str | None = None
+        WARM_TIME: datetime.time = datetime.time(0, 0)
+        WARM_FILE: Path | None = Path("/tmp/warm")
+        WARM_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
 
-    WarmSettings()
+        @field_validator("WARM_BASE", mode="before")
+        @classmethod
+        def _empty(cls, value: object) -> object:
+            return None if value == "" else value
+
+    class WarmChild(WarmSettings):
+        WARM_NAME: str = "Warm"
+
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory() as directory:
+        Path(directory, ".env").write_text("WARM_BASE=\nWARM_SIZE=2\n", encoding="utf-8")
+        os.chdir(directory)
+        try:
+            WarmChild()
+        finally:
+            os.chdir(previous)
 
 
 def _scheduler_warmup() -> None:
@@ -175,20 +244,75 @@ def warm_up() -> list[str]:
     return skipped
 
 
+_FILLER: list[object] = []
+
+
+def _pymalloc_free_blocks() -> dict[int, int]:
+    """Free blocks in partly used pymalloc pools, by block size (``sys._debugmallocstats``)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as report:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(report.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        report.seek(0)
+        text = report.read().decode("ascii", "replace")
+    free: dict[int, int] = {}
+    for line in text.split("\n\n", 2)[1].splitlines():
+        fields = line.split()
+        if len(fields) == 5 and all(field.isdigit() for field in fields):
+            free[int(fields[1])] = int(fields[4])
+    return free
+
+
+def _fill_pymalloc_holes() -> int:
+    """Occupy the free blocks of the parent's partly used pools, and keep them.
+
+    Python allocates small objects from partly used pools first: a child's first allocations
+    would land in the holes the parent's imports left all over its heap, and each one copies a
+    shared page. Filled, a child's new objects go to fresh pools instead. Returns the blocks.
+    """
+    filled = 0
+    for size, count in _pymalloc_free_blocks().items():
+        if size <= 16:
+            make: Any = object
+        elif size <= 32:
+            make = lambda: float(filled)  # noqa: E731 - 24 bytes: the 32-byte class
+        else:
+            length = size - sys.getsizeof(b"")
+            make = lambda: bytes(length)  # noqa: E731, B023 - called at once
+        _FILLER.extend(make() for _ in range(count))
+        filled += count
+    return filled
+
+
+def _release_free_heap() -> None:
+    """Give the C heap's free pages back to the kernel before forking (glibc ``malloc_trim``):
+    neither the parent nor any child then keeps them resident."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def preload(bots: Iterable[Bot]) -> None:
     """Imports, warm-up, then a collected and frozen heap: call right before forking."""
     gc.disable()  # no collection half-way through building what the children will share
     bots = list(bots)
     imported, failed = import_shared(bots)
     skipped = warm_up()
-    with contextlib.suppress(Exception):
-        # Lazily compiled regexes and the like from the warm-up stay; garbage goes.
-        gc.collect()
+    gc.collect()  # the warm-up's garbage goes; what it cached (regexes, schemas) stays
+    filled = _fill_pymalloc_holes()
     gc.freeze()
+    _release_free_heap()
     logger.info(
-        "preloaded %d modules for %d bot(s)%s%s",
+        "preloaded %d modules for %d bot(s), %d heap holes filled%s%s",
         len(imported),
         len(bots),
+        filled,
         f"; not importable here: {', '.join(failed)}" if failed else "",
         f"; warm-up skipped: {'; '.join(skipped)}" if skipped else "",
     )
