@@ -279,16 +279,18 @@ def _fill_pymalloc_holes() -> int:
     """
     filled = 0
     for size, count in _pymalloc_free_blocks().items():
-        if size <= 16:
-            make: Any = object
-        elif size <= 32:
-            make = lambda: float(filled)  # noqa: E731 - 24 bytes: the 32-byte class
-        else:
-            length = size - sys.getsizeof(b"")
-            make = lambda: bytes(length)  # noqa: E731, B023 - called at once
-        _FILLER.extend(make() for _ in range(count))
+        _FILLER.extend(_block(size) for _ in range(count))
         filled += count
     return filled
+
+
+def _block(size: int) -> object:
+    """A new object that pymalloc puts in the ``size``-byte class."""
+    if size <= 16:
+        return object()
+    if size <= 32:
+        return float(size) + 0.5  # 24 bytes
+    return bytes(size - sys.getsizeof(b""))
 
 
 def _release_free_heap() -> None:
