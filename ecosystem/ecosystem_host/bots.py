@@ -45,10 +45,6 @@ class Bot:
     requirements: tuple[str, ...]
     env_file: Path
 
-    @property
-    def label(self) -> str:
-        return self.slug
-
 
 @dataclass(frozen=True)
 class Refusal:

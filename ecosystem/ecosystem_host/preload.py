@@ -214,7 +214,7 @@ def _settings_warmup() -> None:
 
 
 def _scheduler_warmup() -> None:
-    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped,unused-ignore]
 
     CronTrigger(hour=0, minute=0, timezone="UTC")
 
