@@ -32,6 +32,8 @@ from aiogram.fsm.storage.base import (
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 __all__ = [
@@ -61,13 +63,14 @@ def key_builder() -> DefaultKeyBuilder:
 
 
 def connect_redis(url: str) -> Redis:
-    """A client that fails fast: short timeouts, no retries of its own (the fallback answers)."""
+    """A client that fails fast: short timeouts, one immediate retry (a pooled connection that
+    died with a restarted Redis), no back-off (while Redis is away the fallback answers)."""
     client: Redis = Redis.from_url(
         url,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         health_check_interval=15,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 1),
     )
     return client
 

@@ -1,9 +1,10 @@
-"""pytest plugin of the test kit: real PostgreSQL and a fake Bot API for every bot's tests.
+"""pytest plugin of the test kit: real PostgreSQL, Redis and a fake Bot API for every bot's tests.
 
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
 """
 
 from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.servers import redis_server
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
     fake_api,
@@ -19,4 +20,5 @@ __all__ = [
     "own_server",
     "postgres_url",
     "pytest_configure",
+    "redis_server",
 ]

@@ -13,10 +13,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["NginxProxy", "RedisServer", "find_binary", "free_port"]
+import pytest
+
+__all__ = ["NginxProxy", "RedisServer", "find_binary", "free_port", "redis_server"]
 
 
 def free_port() -> int:
@@ -182,3 +184,15 @@ http {{
         self.root.chmod(0o755)  # workers run as nobody when the tests run as root
         error_log = str(self.root / "error.log")
         return [self.binary, "-p", str(self.root), "-e", error_log, "-c", str(conf)]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port; the test may stop and start it."""
+    try:
+        server = RedisServer()
+        server.start()
+    except (RuntimeError, OSError) as error:
+        pytest.fail(f"Could not start redis-server: {error}", pytrace=False)
+    yield server
+    server.cleanup()

@@ -19,7 +19,6 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -34,17 +33,6 @@ from ecosystem_shared.testing.waiting import fetch, wait_until
 TIMEOUT = 60.0  # generous: the machine may be busy; nothing waits this long when all is well
 INSTANCES = 3
 HANDLED = re.compile(r"Update id=(\d+) is (?:not )?handled")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer()
-        server.start()
-    except (RuntimeError, OSError) as error:
-        pytest.fail(f"Could not start redis-server: {error}", pytrace=False)
-    yield server
-    server.cleanup()
 
 
 def handled_by(bots: list[BotProcess]) -> list[Counter[int]]:
