@@ -93,8 +93,8 @@ async def test_fsm_is_shared_and_keyed_by_bot(states: list[SharedState]) -> None
     assert await second.storage.get_data(KEY) == {"name": "Ann"}
     other_bot = StorageKey(bot_id=43, chat_id=7, user_id=7)
     assert await second.storage.get_state(other_bot) is None
-    keys = sorted(str(key, "utf-8") for key in await first.redis.keys("*"))
-    assert keys == ["fsm:42:7:7:data", "fsm:42:7:7:state"]
+    keys = sorted(repr(key) for key in await first.redis.keys("*"))
+    assert keys == ["b'fsm:42:7:7:data'", "b'fsm:42:7:7:state'"]
 
 
 async def test_one_users_updates_wait_for_each_other_across_instances(
