@@ -18,14 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from ecosystem_shared.testing.postgres import free_port
+
 __all__ = ["NginxProxy", "RedisServer", "find_binary", "free_port", "redis_server"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_binary(name: str, package: str) -> str:
