@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
@@ -84,13 +84,28 @@ def _public(url: str) -> str:
     return url.partition("?")[0]
 
 
+@web.middleware
+async def acknowledge_failures(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """An update whose handling raised is answered 200, as polling drops it after logging:
+    a 5xx would make Telegram send it again and again (and the side effects with it)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("Update failed; acknowledged so that Telegram does not send it again")
+        return web.json_response({})
+
+
 def build_app(
     bot: Bot,
     dp: Dispatcher,
     settings: SharedSettings,
     status: Callable[[], dict[str, Any]],
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[acknowledge_failures])
     SimpleRequestHandler(
         dp, bot, handle_in_background=False, secret_token=settings.webhook_secret
     ).register(app, path=settings.WEBHOOK_PATH)

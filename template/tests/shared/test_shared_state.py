@@ -187,6 +187,8 @@ async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBo
     @dp.message()
     async def record(message: Any) -> None:
         seen.append(message.message_id)
+        if message.text == "boom":
+            raise RuntimeError("handler failed")
 
     settings = webhook_settings(fake_api)
     runner = web.AppRunner(build_app(bot, dp, settings, lambda: {"redis": "ok"}))
@@ -195,7 +197,8 @@ async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBo
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     chat = {"id": 1, "type": "private"}
-    update = {"update_id": 1, "message": {"message_id": 5, "date": 0, "chat": chat, "text": "hi"}}
+    message: dict[str, Any] = {"message_id": 5, "date": 0, "chat": chat, "text": "hi"}
+    update = {"update_id": 1, "message": message}
     url = base + settings.WEBHOOK_PATH
     try:
         async with ClientSession() as http:
@@ -210,5 +213,10 @@ async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBo
             async with http.post(url, json=update, headers=headers) as response:
                 assert response.status == 200
             assert seen == [5], "handled before the answer"
+            # A failing handler: logged and acknowledged, or Telegram would resend it forever.
+            message |= {"message_id": 6, "text": "boom"}
+            async with http.post(url, json=update, headers=headers) as response:
+                assert response.status == 200
+            assert seen == [5, 6]
     finally:
         await runner.cleanup()
