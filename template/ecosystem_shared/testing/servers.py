@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import string
 import subprocess
 import tempfile
 import time
@@ -118,6 +119,41 @@ class RedisServer(_Process):
         ]  # fmt: skip
 
 
+NGINX_CONF = string.Template("""
+worker_processes 1;
+daemon off;
+pid $root/nginx.pid;
+error_log $root/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $root/body;
+    proxy_temp_path $root/proxy;
+    fastcgi_temp_path $root/fastcgi;
+    uwsgi_temp_path $root/uwsgi;
+    scgi_temp_path $root/scgi;
+    upstream bot {
+$servers
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:$port;
+        client_max_body_size 1m;
+        location / {
+            proxy_pass http://bot;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $$host;
+            proxy_set_header X-Forwarded-For $$proxy_add_x_forwarded_for;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+            proxy_next_upstream error timeout http_502 http_503;
+        }
+    }
+}
+""")
+
+
 class NginxProxy(_Process):
     """nginx in front of ``upstreams`` (ports on 127.0.0.1), round robin, as in production:
     a request a dead instance refused goes to the next one (``proxy_next_upstream``)."""
@@ -138,40 +174,7 @@ class NginxProxy(_Process):
             f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;"
             for port in self.upstreams
         )
-        root = self.root
-        return f"""
-worker_processes 1;
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    upstream bot {{
-{servers}
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{self.port};
-        client_max_body_size 1m;
-        location / {{
-            proxy_pass http://bot;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 60s;
-            proxy_next_upstream error timeout http_502 http_503;
-        }}
-    }}
-}}
-"""
+        return NGINX_CONF.substitute(root=self.root, port=self.port, servers=servers)
 
     def command(self) -> list[str]:
         conf = self.root / "nginx.conf"
