@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytz
 from aiogram import Bot, Dispatcher, Router
@@ -37,10 +37,11 @@ from ecosystem_shared.middlewares import ErrorMiddleware, RateLimitMiddleware
 from ecosystem_shared.middlewares.rate_limit import RedisRateLimiter
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.notifications import Notifier
-from ecosystem_shared.shared_state import SharedState
 from ecosystem_shared.telegram import PollingWatch, build_bot
 from ecosystem_shared.texts import shared_texts
-from ecosystem_shared.webhook import serve_webhook
+
+if TYPE_CHECKING:  # imported when used: a polling bot without REDIS_URL loads neither
+    from ecosystem_shared.shared_state import SharedState
 
 S = TypeVar("S", bound=SharedSettings)
 RouterFactory = Callable[[Any], Router]
@@ -91,7 +92,11 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         flush_seconds=settings.ANALYTICS_FLUSH_SECONDS,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE)
-    shared = SharedState(settings.redis_url) if settings.redis_url else None
+    shared = None
+    if settings.redis_url:
+        from ecosystem_shared.shared_state import SharedState
+
+        shared = SharedState(settings.redis_url)
     return Services(settings, bot, db, analytics, notifier, shared)
 
 
@@ -171,6 +176,8 @@ async def run_services(
         gc.collect()
         gc.freeze()
         if webhook:
+            from ecosystem_shared.webhook import serve_webhook
+
             await serve_webhook(services.bot, dp, settings, partial(_status, services))
         else:
             await dp.start_polling(

@@ -14,14 +14,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
-from redis.asyncio import Redis
 
-from ecosystem_shared.shared_state import RedisHealth
+if TYPE_CHECKING:  # redis is imported only by bots that set REDIS_URL
+    from redis.asyncio import Redis
+
+    from ecosystem_shared.shared_state import RedisHealth
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ class RateLimitMiddleware(BaseMiddleware):
         self.limiter = RateLimiter(interval, max_keys)
         self.warning_text = warning_text
         self.shared = shared
-        self.health = health or RedisHealth()
+        self.health = health
 
     async def __call__(
         self,
@@ -167,10 +169,10 @@ class RateLimitMiddleware(BaseMiddleware):
         return None
 
     async def _check(self, data: dict[str, Any], key: int) -> tuple[Verdict, float]:
-        shared, bot = self.shared, data.get("bot")
-        if shared is None or bot is None:
+        shared, health, bot = self.shared, self.health, data.get("bot")
+        if shared is None or health is None or bot is None:
             return self._check_locally(key)
-        return await self.health.call(
+        return await health.call(
             "rate limits",
             lambda: shared.check(bot.id, key),
             lambda: self._check_locally_async(key),
