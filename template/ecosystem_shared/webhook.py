@@ -126,19 +126,16 @@ async def serve_webhook(
 ) -> None:
     """Serve until SIGTERM/SIGINT; the webhook is set once the server listens."""
     app = build_app(bot, dp, settings, status)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(
-            runner,
-            settings.WEBHOOK_LISTEN_HOST,
-            settings.WEBHOOK_LISTEN_PORT,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        )
+        site = web.TCPSite(runner, settings.WEBHOOK_LISTEN_HOST, settings.WEBHOOK_LISTEN_PORT)
         await site.start()
         logger.info(
             "Webhook server listening on %s:%d%s",

@@ -5,6 +5,8 @@ Two limiters, storages or isolations on one Redis stand for two instances of a b
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +25,13 @@ from ecosystem_shared.shared_state import SharedState
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.fake_webhook import SECRET_HEADER
 from ecosystem_shared.testing.servers import RedisServer, free_port
-from ecosystem_shared.webhook import HEALTH_PATH, build_app, ensure_webhook, webhook_url
+from ecosystem_shared.webhook import (
+    HEALTH_PATH,
+    build_app,
+    ensure_webhook,
+    serve_webhook,
+    webhook_url,
+)
 
 SECRET = "0123456789abcdef" * 2
 KEY = StorageKey(bot_id=42, chat_id=7, user_id=7)
@@ -220,3 +228,26 @@ async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBo
             assert seen == [5, 6]
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("delete", [False, True])
+async def test_shutdown_deletes_the_webhook_only_when_told(
+    fake_api: FakeBotAPI, delete: bool
+) -> None:
+    bot = api_bot(fake_api)
+    settings = webhook_settings(
+        fake_api,
+        WEBHOOK_LISTEN_PORT=free_port(),
+        WEBHOOK_BASE_URL="http://127.0.0.1",
+        WEBHOOK_DELETE_ON_SHUTDOWN=delete,
+    )
+    serving = asyncio.create_task(serve_webhook(bot, Dispatcher(), settings))
+    try:
+        await fake_api.wait_for_call("setWebhook", timeout=30)
+        os.kill(os.getpid(), signal.SIGTERM)  # serve_webhook's own handler takes it
+        await asyncio.wait_for(serving, 30)
+    finally:
+        serving.cancel()
+        await bot.session.close()
+    assert len(fake_api.calls("deleteWebhook")) == int(delete)
+    assert fake_api.webhook.active is not delete
