@@ -55,6 +55,15 @@ BACKUP = pytest.mark.xdist_group("backup")
 TOOL_TIMEOUT = 120
 SHARED_SQL = REPO_ROOT / "template" / "ecosystem_shared" / "sql"
 BOT_WORKFLOW = ".github/workflows/ci.yml"
+WEBHOOK_DOMAIN = "bots.example.com"
+WEBHOOK_BOT_ENV = {
+    "BOT_TOKEN": "123:abc",
+    "RUN_MODE": "webhook",
+    "WEBHOOK_BASE_URL": f"https://{WEBHOOK_DOMAIN}",
+    "WEBHOOK_SECRET": "0123456789abcdef" * 2,
+    "REDIS_URL": "redis://redis:6379/0",
+    "REPLICAS": "3",
+}
 ECOSYSTEM_ENV = {
     "POSTGRES_USER": "eco_admin",
     "POSTGRES_PASSWORD": "s3cretPassw0rd",
@@ -478,7 +487,19 @@ def assemble(root: Path, bots: Sequence[Case], source: Path | None, **answers: A
 @pytest.fixture(scope="session")
 def ecosystems(tmp_path_factory: pytest.TempPathFactory) -> Ecosystems:
     root = tmp_path_factory.mktemp("ecosystems")
-    full = assemble(root / "full", COMBOS, None, with_local_bot_api=True, backup_retention_days=9)
+    full = assemble(
+        root / "full",
+        COMBOS,
+        None,
+        with_local_bot_api=True,
+        backup_retention_days=9,
+        webhook_domain=WEBHOOK_DOMAIN,
+    )
+    # One bot moved to webhook mode with three replicas, as the README tells (its own .env).
+    webhook_env = full / bot_slug(COMBOS[0]) / ".env"
+    webhook_env.write_text(
+        fill_env_example(webhook_env.with_name(".env.example"), WEBHOOK_BOT_ENV), "utf-8"
+    )
     cloud_bots = [case for case in COMBOS if not case.flag("local_bot_api")]
     cloud = assemble(root / "cloud", cloud_bots, full, with_local_bot_api=False)
     return Ecosystems(full, cloud)
@@ -516,11 +537,19 @@ def test_ecosystem_resolves_as_one_configuration(ecosystems: Ecosystems) -> None
     model = resolved(ecosystems.full)
     services: dict[str, Any] = model["services"]
     bots = {bot_slug(case): case for case in COMBOS}
-    assert set(services) == {"postgres", "telegram-bot-api", "backup", *bots}
+    assert set(services) == {"postgres", "telegram-bot-api", "backup", "redis", "caddy", *bots}
     assert list(model["networks"]) == ["telegram-network"]
-    assert set(model["volumes"]) == {"postgres-data", "telegram-bot-api-data", "bot-files"}
+    assert set(model["volumes"]) == {
+        "postgres-data",
+        "telegram-bot-api-data",
+        "bot-files",
+        "redis-data",
+        "caddy-data",
+        "caddy-config",
+    }
     for name, service in services.items():
-        assert "ports" not in service, f"{name} publishes a port"
+        if name != "caddy":  # the one door to the internet, for Telegram's webhook requests
+            assert "ports" not in service, f"{name} publishes a port"
         assert list(service["networks"]) == ["telegram-network"], name
         assert service["restart"] == "unless-stopped", name
         for target, dep in service.get("depends_on", {}).items():
@@ -544,6 +573,10 @@ def test_ecosystem_resolves_as_one_configuration(ecosystems: Ecosystems) -> None
         )
         assert bot["environment"]["BOT_TOKEN"] == "123:abc", "the bot's .env is loaded"
         assert bot["read_only"] is True and "/tmp" in bot["tmpfs"]
+        assert bot["environment"]["WEBHOOK_LISTEN_HOST"] == "0.0.0.0", "the proxy reaches it"
+        webhook = case == COMBOS[0]
+        assert bot["deploy"]["replicas"] == (3 if webhook else 1), "REPLICAS from the bot's .env"
+        assert bot["environment"]["RUN_MODE"] == ("webhook" if webhook else "polling")
         mounts = {
             (m["source"], m["target"], bool(m.get("read_only"))) for m in bot.get("volumes", [])
         }
@@ -584,11 +617,58 @@ def test_ecosystem_resolves_as_one_configuration(ecosystems: Ecosystems) -> None
         ("bot-files", "/srv/bot-files", True),
     }
 
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7") and "--appendonly" in redis["command"]
+    assert {m["target"] for m in redis["volumes"]} == {"/data"}
+    caddy = services["caddy"]
+    assert {(p["target"], p["published"]) for p in caddy["ports"]} == {(80, "80"), (443, "443")}
+    assert "wget" in caddy["healthcheck"]["test"]
+
     backup = services["backup"]
     assert backup["user"] not in {"root", "0"} and backup["image"] == postgres["image"]
     assert backup["environment"]["BACKUP_RETENTION_DAYS"] == "9", "the answer is the default"
     assert backup["environment"]["PGHOST"] == "postgres"
     assert {m["target"] for m in backup["volumes"]} == {"/scripts", "/backups"}
+
+
+@ECOSYSTEM
+def test_caddy_routes_each_bots_webhook_path_to_its_replicas(ecosystems: Ecosystems) -> None:
+    """`caddy adapt --validate` (Caddy's own parser) on the rendered Caddyfile: each bot's
+    default WEBHOOK_PATH goes to every replica of its service on the default listen port."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.fail("caddy not found: apt-get install caddy", pytrace=False)
+    caddyfile = ecosystems.full / "caddy" / "Caddyfile"
+    cmd = [caddy, "adapt", "--adapter", "caddyfile", "--config", str(caddyfile), "--validate"]
+    result = run(cmd, ecosystems.full, timeout=TOOL_TIMEOUT)
+    assert_ok(result, "caddy adapt --validate")
+    # The adapted config is the one line that is not a log entry.
+    (config,) = (line for line in result.stdout.splitlines() if line.startswith('{"apps"'))
+    server = json.loads(config)["apps"]["http"]["servers"]["srv0"]
+    assert server["listen"] == [":443"]
+    (site,) = server["routes"]
+    assert site["match"] == [{"host": [WEBHOOK_DOMAIN]}]
+    routes: dict[str, Any] = {}
+    for group in site["handle"][0]["routes"]:
+        paths = [path for match in group.get("match", []) for path in match.get("path", [])]
+        proxy = group["handle"][0]["routes"][0]["handle"][0]
+        routes[paths[0] if paths else "*"] = proxy
+    for case in COMBOS:
+        slug = bot_slug(case)
+        render = ecosystems.full / slug
+        (settings,) = (path for path in render.glob("*/settings.py") if path.parent.name != "tests")
+        assert f'WEBHOOK_PATH: str = "/webhook/{slug}"' in settings.read_text(encoding="utf-8")
+        proxy = routes.pop(f"/webhook/{slug}")
+        assert proxy["handler"] == "reverse_proxy"
+        assert proxy["dynamic_upstreams"] == {
+            "name": slug,
+            "port": "8080",
+            "refresh": 5_000_000_000,
+            "source": "a",
+        }
+        assert proxy["load_balancing"]["try_duration"] > 0, "a stopped replica is skipped"
+    assert routes["*"]["handler"] == "static_response" and routes["*"]["status_code"] == 404
+    assert set(routes) == {"*"}
 
 
 @ECOSYSTEM
@@ -602,6 +682,8 @@ def test_cloud_ecosystem_resolves_without_the_api_server(ecosystems: Ecosystems)
     assert set(model["volumes"]) == {"postgres-data"}
     compose = (ecosystems.cloud / "compose.yaml").read_text(encoding="utf-8")
     assert "telegram-bot-api" not in compose
+    assert "redis" not in compose and "caddy" not in compose, "no webhook_domain: no proxy"
+    assert not (ecosystems.cloud / "caddy").exists()
 
 
 @ECOSYSTEM

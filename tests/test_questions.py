@@ -94,6 +94,8 @@ def copy_error(tmp_path: Path, **answers: Any) -> str:
         ({"project_type": "ecosystem", "bots": "a-bot,a-bot"}, "must not repeat"),
         ({"project_type": "ecosystem", "ecosystem_name": "My Eco"}, "ecosystem_name must be"),
         ({"project_type": "ecosystem", "backup_retention_days": 0}, "between 1 and 3650"),
+        ({"project_type": "ecosystem", "webhook_domain": "https://x.org"}, "webhook_domain must"),
+        ({"project_type": "ecosystem", "webhook_domain": "Bots.Example.com"}, "a lowercase DNS"),
     ],
     ids=lambda value: repr(value) if isinstance(value, dict) else None,
 )

@@ -1,4 +1,4 @@
-"""pytest plugin of the test kit: real PostgreSQL and a fake Bot API for every bot's tests.
+"""pytest plugin of the test kit: real PostgreSQL, Redis and a fake Bot API for every bot's tests.
 
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
 Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before tests are collected.
@@ -7,6 +7,7 @@ Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before te
 from ecosystem_shared.testing.hypothesis_profiles import load_profile
 from ecosystem_shared.testing.in_process import in_process_bot
 from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.servers import redis_server
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
     fake_api,
@@ -23,6 +24,7 @@ __all__ = [
     "own_server",
     "postgres_url",
     "pytest_configure",
+    "redis_server",
 ]
 
 load_profile()
