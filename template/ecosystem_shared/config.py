@@ -64,7 +64,7 @@ class SharedSettings(BaseSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
 
-    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
+    HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
 
     # Comma-separated Telegram user ids allowed to run admin commands.
     ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
