@@ -17,6 +17,8 @@ import pytest
 import yaml
 from copier import run_copy
 
+from tests.allpairs import greedy_pairs, missing_pairs, pairs_of_factors
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 # Restricts the render matrix to one case id (the GitHub workflow runs one job per case).
@@ -119,51 +121,10 @@ PAIR_FACTORS: dict[str, tuple[str, ...]] = {
 # copier.yml's defaults of the factors that are plain answers.
 ANSWER_DEFAULTS = {"mode": "text", "language": "ru", "python_version": "3.12"}
 
-Pair = tuple[tuple[str, str], tuple[str, str]]
 
-
-def pairs_of(levels: Mapping[str, str]) -> set[Pair]:
-    """Every pair of (factor, value) that one answer set exercises."""
-    items = sorted(levels.items())
-    return set(itertools.combinations(items, 2))
-
-
-def missing_pairs(cases: Sequence[Case], factors: Mapping[str, Sequence[str]]) -> list[Pair]:
-    """The pairs of answer values that no case renders (empty: all-pairs coverage)."""
-    wanted = pairs_of_factors(factors)
-    for case in cases:
-        wanted -= pairs_of({factor: case.level(factor) for factor in factors})
-    return sorted(wanted)
-
-
-def pairs_of_factors(factors: Mapping[str, Sequence[str]]) -> set[Pair]:
-    names = sorted(factors)
-    return {
-        ((a, va), (b, vb))
-        for a, b in itertools.combinations(names, 2)
-        for va in factors[a]
-        for vb in factors[b]
-    }
-
-
-def greedy_pairs(factors: Mapping[str, Sequence[str]], covered: set[Pair]) -> list[dict[str, str]]:
-    """Rows of factor values that, with ``covered``, exercise every pair (greedy, deterministic).
-
-    Each row starts from the first uncovered pair and gives every other factor the value that
-    covers the most uncovered pairs with the values chosen so far (ties: the first value).
-    """
-    uncovered = pairs_of_factors(factors) - covered
-    rows: list[dict[str, str]] = []
-    while uncovered:
-        (a, va), (b, vb) = min(uncovered)
-        row = {a: va, b: vb}
-        for factor, values in factors.items():
-            if factor not in row:
-                gains = [len(pairs_of({**row, factor: value}) & uncovered) for value in values]
-                row[factor] = values[gains.index(max(gains))]
-        uncovered -= pairs_of(row)
-        rows.append(row)
-    return rows
+def case_levels(case: Case) -> dict[str, str]:
+    """The case's value of every PAIR_FACTORS factor."""
+    return {factor: case.level(factor) for factor in PAIR_FACTORS}
 
 
 def _answers(row: Mapping[str, str]) -> dict[str, Any]:
@@ -176,7 +137,8 @@ def _answers(row: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _pair_cases(existing: Sequence[Case]) -> tuple[Case, ...]:
-    covered = pairs_of_factors(PAIR_FACTORS) - set(missing_pairs(existing, PAIR_FACTORS))
+    levels = map(case_levels, existing)
+    covered = pairs_of_factors(PAIR_FACTORS) - set(missing_pairs(levels, PAIR_FACTORS))
     rows = greedy_pairs(PAIR_FACTORS, covered)
     return tuple(
         Case(f"pairs-{number:02d}", _answers(row), suite=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.allpairs import greedy_pairs, missing_pairs, pairs_of_factors
 from tests.helpers import (
     ALL_CASES,
     COMBO_ENV,
@@ -28,11 +29,9 @@ from tests.helpers import (
     Case,
     RenderCache,
     assert_ok,
+    case_levels,
     child_env,
-    greedy_pairs,
     jinja_leftovers,
-    missing_pairs,
-    pairs_of_factors,
     project_files,
     read,
     recorded_answers,
@@ -298,7 +297,7 @@ def test_matrix_covers_every_combination() -> None:
 def test_every_pair_of_answers_is_rendered() -> None:
     """All-pairs coverage of ALL_CASES, computed from each case's answers (defaults applied)
     independently of the generator that chose PAIR_CASES."""
-    assert missing_pairs(ALL_CASES, PAIR_FACTORS) == []
+    assert missing_pairs(map(case_levels, ALL_CASES), PAIR_FACTORS) == []
     assert PAIR_CASES and all(not case.suite for case in PAIR_CASES)
     assert len({case.id for case in PAIR_CASES}) == len(PAIR_CASES)
 
@@ -316,14 +315,16 @@ def test_readme_states_the_coverage() -> None:
 
 def test_a_missing_pair_is_reported() -> None:
     without = [case for case in ALL_CASES if case.id != "external-api-en"]
-    assert missing_pairs(without, PAIR_FACTORS), "some pair was only in external-api-en"
-    factors = {"a": ("0", "1"), "b": ("x", "y"), "c": ("p", "q")}
-    rows = greedy_pairs(factors, set())
-    assert len(rows) <= 6
-    cases = [Case(str(n), row) for n, row in enumerate(rows)]
-    assert missing_pairs(cases, {"mode": ("text",), "language": ("ru", "en")}) == [
-        (("language", "en"), ("mode", "text"))
+    assert missing_pairs(map(case_levels, without), PAIR_FACTORS), "pairs only external-api-en has"
+    factors = {"mode": ("text", "media"), "language": ("ru", "en")}
+    rows = [{"mode": "text", "language": "ru"}, {"mode": "media", "language": "en"}]
+    assert missing_pairs(rows, factors) == [
+        (("language", "en"), ("mode", "text")),
+        (("language", "ru"), ("mode", "media")),
     ]
+    defaults = Case("defaults", {"mode": "media", "language": "en"})
+    assert case_levels(defaults)["local_bot_api"] == "true", "copier.yml's default for media"
+    assert case_levels(defaults)["python_version"] == "3.12"
 
 
 def test_greedy_pairs_covers_every_pair() -> None:
