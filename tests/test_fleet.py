@@ -53,7 +53,7 @@ from tests.test_update import (  # _git_identity: autouse, commits need a fixed 
     snapshot_template,
     tree,
 )
-from tests.workflow_lint import actionlint, zizmor
+from tests.workflow_lint import actionlint, unpinned_uses, zizmor
 
 BOTS = ("alpha-bot", "beta-bot", "gamma-bot")
 OLD, NEW = "1.0.0", "1.1.0"
@@ -427,15 +427,11 @@ def test_update_workflow_shape(bot: Path) -> None:
 
 @pytest.mark.xdist_group(CASE.id)
 def test_every_action_is_pinned_to_a_commit(bot: Path) -> None:
+    assert unpinned_uses([bot / name for name in WORKFLOWS]) == []
     for name in WORKFLOWS:
-        text = read(bot, name)
         for job in load(bot / name)["jobs"].values():
             for step in job["steps"]:
-                if "uses" not in step:
-                    continue
-                assert PINNED.match(step["uses"]), f"{name}: {step['uses']} is not pinned"
-                assert re.search(re.escape(step["uses"]) + r"  # v\d+\.\d+\.\d+\n", text)
-                if "actions/checkout" in step["uses"]:
+                if "actions/checkout" in step.get("uses", ""):
                     assert step["with"]["persist-credentials"] is False
 
 
