@@ -66,7 +66,6 @@ CHECKS = (
 FLEET_TIMEOUT = 600
 TOOL_TIMEOUT = 120
 WORKFLOWS = (".github/workflows/template-update.yml", ".github/workflows/ci.yml")
-PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 CASE = COMBOS[0]
 # The two tests of the rendered ecosystem share its render: one xdist worker takes both.
 FLEET_ECO = pytest.mark.xdist_group("fleet-ecosystem")
