@@ -22,7 +22,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 
@@ -65,9 +65,6 @@ class SharedSettings(BaseSettings):
     DIGEST_TIMEZONE: str = "Europe/Moscow"
 
     HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
-
-    # Comma-separated Telegram user ids allowed to run admin commands.
-    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
 
     @field_validator("BOT_TOKEN")
     @classmethod
@@ -143,16 +140,6 @@ class SharedSettings(BaseSettings):
                 adapter.validate_python(value)
             except ValidationError as error:
                 raise ValueError(error.errors()[0]["msg"]) from None
-        return value
-
-    @field_validator("ADMIN_USER_IDS", mode="before")
-    @classmethod
-    def _id_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            items = [item.strip() for item in value.split(",") if item.strip()]
-            if not all(item.lstrip("-").isdigit() for item in items):
-                raise ValueError("expected comma-separated numeric Telegram user ids")
-            return frozenset(int(item) for item in items)
         return value
 
     @property

@@ -3,7 +3,15 @@
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
 """
 
-from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.postgres import (
+    database_url,
+    db,
+    db_conn,
+    empty_database_url,
+    migrated_template,
+    own_server,
+    postgres_url,
+)
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
     fake_api,
@@ -15,7 +23,9 @@ __all__ = [
     "database_url",
     "db",
     "db_conn",
+    "empty_database_url",
     "fake_api",
+    "migrated_template",
     "own_server",
     "postgres_url",
     "pytest_configure",

@@ -45,13 +45,11 @@ def test_empty_optional_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> No
     assert not settings.analytics_enabled
 
 
-def test_parses_lists_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parses_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("ADMIN_USER_IDS", "1, 22,333")
     monkeypatch.setenv("DIGEST_TIME", "09:30")
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", "http://telegram-bot-api:8081/")
     settings = load_settings(SharedSettings)
-    assert settings.ADMIN_USER_IDS == frozenset({1, 22, 333})
     assert settings.DIGEST_TIME == time(9, 30)
     assert settings.TELEGRAM_API_BASE_URL == "http://telegram-bot-api:8081"
 
@@ -84,7 +82,6 @@ BAD_VALUES = [
     ("DIGEST_TIME", "25:00", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIME", "9:5", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIMEZONE", "Mars/Olympus", "DIGEST_TIMEZONE: expected an IANA time zone"),
-    ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated"),
 ]
 SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL"}  # their bad values must not be echoed either
 # Any text is a valid value of these.
@@ -186,6 +183,7 @@ def test_bad_env_stops_the_real_entrypoint(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_every_bad_variable_is_one_line_from_the_real_entrypoint(
     bot_module: str, tmp_path: Path
 ) -> None:

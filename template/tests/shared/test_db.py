@@ -40,15 +40,20 @@ async def test_no_dsn_is_disabled_with_one_warning(caplog: pytest.LogCaptureFixt
     await database.close()
 
 
-async def test_connects_migrates_and_decodes_jsonb(db: Database) -> None:
-    assert db.enabled and db.available
-    async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM shared.schema_migrations") == len(
-            shared_migrations()
-        )
-        value = {"ключ": [1, 2.5, None, True], "nested": {"s": "x"}}
-        assert await conn.fetchval("SELECT $1::jsonb", value) == value
-        assert await conn.fetchval("SELECT '{\"a\": 1}'::json") == {"a": 1}
+async def test_connects_migrates_and_decodes_jsonb(empty_database_url: str) -> None:
+    db = Database(empty_database_url, migrations=shared_migrations())
+    await db.start()
+    try:
+        assert db.enabled and db.available
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM shared.schema_migrations") == len(
+                shared_migrations()
+            )
+            value = {"ключ": [1, 2.5, None, True], "nested": {"s": "x"}}
+            assert await conn.fetchval("SELECT $1::jsonb", value) == value
+            assert await conn.fetchval("SELECT '{\"a\": 1}'::json") == {"a": 1}
+    finally:
+        await db.close()
 
 
 async def test_bad_sql_passes_through_and_keeps_the_database(db: Database) -> None:
@@ -76,6 +81,7 @@ async def test_busy_pool_is_not_a_lost_database(database_url: str) -> None:
         await database.close()
 
 
+@pytest.mark.slow
 async def test_unreachable_at_start_connects_when_server_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -115,6 +121,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
+@pytest.mark.slow
 async def test_server_restart_is_survived(own_server: PostgresServer) -> None:
     database = Database(own_server.url, max_size=3, reconnect_seconds=0.2)
     connected: list[bool] = []
