@@ -20,7 +20,6 @@ from tests.helpers import (
     PYTHON,
     REPO_ROOT,
     Case,
-    RenderCache,
     assert_ok,
     child_env,
     jinja_leftovers,
@@ -63,11 +62,6 @@ REQUIRED_FILES = (
     "{package}/settings.py",
     "{package}/handlers/start.py",
 )
-
-
-@pytest.fixture
-def project(case: Case, renders: RenderCache) -> Path:
-    return renders.get(case)
 
 
 def package_of(project: Path) -> str:
