@@ -24,19 +24,21 @@ from tests.helpers import REPO_ROOT, assert_ok, run
 BACKUP = pytest.mark.xdist_group("backup")
 
 
+def required_tool(name: str, why: str) -> str:
+    """The path of ``name`` on PATH; the test fails saying how to get it."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found: {why}", pytrace=False)
+    return found
+
+
 def pg_tools() -> Path:
     """Directory of psql/pg_dump/pg_restore: next to the server the test kit finds, else PATH."""
     found = postgres().find_pg_bin()
     if found is not None and (found / "pg_dump").exists():
         return Path(found)
-    on_path = shutil.which("pg_dump")
-    if on_path is None:
-        pytest.fail(
-            "PostgreSQL client tools (pg_dump, pg_restore, psql) not found: "
-            "apt-get install postgresql-client",
-            pytrace=False,
-        )
-    return Path(on_path).parent
+    why = "apt-get install postgresql-client (pg_dump, pg_restore and psql)"
+    return Path(required_tool("pg_dump", why)).parent
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +52,11 @@ def server_url() -> Iterator[str]:
 def busybox_applets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH directory where find, date, sleep ... are BusyBox, as in the postgres:16-alpine
     image the scripts run in (its /bin/sh is BusyBox ash too)."""
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.fail(
-            "busybox not found: apt-get install busybox (the backup scripts run on "
-            "BusyBox in their container and are tested with it)",
-            pytrace=False,
-        )
+    busybox = required_tool(
+        "busybox",
+        "apt-get install busybox (the backup scripts run on BusyBox in their container"
+        " and are tested with it)",
+    )
     applets = tmp_path_factory.mktemp("busybox-bin")
     listed = run([busybox, "--list"], applets, timeout=30).stdout.split()
     for name in listed:

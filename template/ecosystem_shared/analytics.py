@@ -6,8 +6,9 @@ buffer is full the new row is dropped and counted; while the database is down ro
 retried, so an outage shorter than the buffer loses nothing. ``track_*`` never raises.
 
 Counters (attributes, read in-process; :meth:`Analytics.counters` has them all): ``written``,
-``dropped``, ``pending``, ``upserts_deferred``, and its database's ``connections_lost``. ``close()`` logs them on one line
-(:data:`COUNTERS_PREFIX` + JSON) that :func:`parse_counters` reads back from a process's output.
+``dropped``, ``pending``, ``upserts_deferred``, and its database's ``connections_lost``.
+``close()`` logs them on one line (:data:`COUNTERS_PREFIX` + JSON) that :func:`parse_counters`
+reads back from a process's output.
 """
 
 from __future__ import annotations
