@@ -315,6 +315,7 @@ HYPOTHESIS = settings(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Detected unknown update type:RuntimeWarning")
 @HYPOTHESIS
 @given(batch=st.lists(update(), min_size=1, max_size=4))
