@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,14 @@ def commit_all(repo: Path, message: str) -> None:
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
 
 
-def copy_bot(template: Path, dst: Path, vcs_ref: str | None = None) -> Path:
+def copy_bot(
+    template: Path,
+    dst: Path,
+    vcs_ref: str | None = None,
+    data: Mapping[str, object] = BOT_ANSWERS,
+) -> Path:
     """`copier copy` of a bot (newest tag unless `vcs_ref`), committed in its own repo."""
-    copy_template(dst, BOT_ANSWERS, src=template, vcs_ref=vcs_ref)
+    copy_template(dst, data, src=template, vcs_ref=vcs_ref)
     git(dst, "init", "-q", "-b", "main")
     commit_all(dst, "initial copy")
     return dst

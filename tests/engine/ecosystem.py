@@ -1,0 +1,198 @@
+"""A rendered ecosystem run by a real Docker engine, driven as an operator would drive it.
+
+:class:`Ecosystem` renders bots and the ecosystem directory from this checkout, writes the
+``.env`` files the ecosystem README asks for, points the image variables at the stand-ins and
+runs ``docker compose`` there. The only test-specific compose file publishes the fake Bot API's
+port on the host's loopback (so the tests can push updates and read replies) and shortens the
+health-check intervals; nothing else differs from what an operator starts.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devkit.render import copy_template
+from tests.engine.standins import StandIns
+
+T = TypeVar("T")
+
+TEST_OVERRIDE = "compose.e2e.yaml"
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class BotSpec:
+    slug: str
+    answers: dict[str, Any]
+    token: str = field(
+        default_factory=lambda: f"{10**9 + secrets.randbelow(10**9)}:e2e-{secrets.token_hex(8)}"
+    )
+
+    @property
+    def package(self) -> str:
+        return self.slug.replace("-", "_")
+
+
+class Ecosystem:
+    def __init__(
+        self, root: Path, bots: Sequence[BotSpec], standins: StandIns, *, project: str
+    ) -> None:
+        self.root = root
+        self.bots = list(bots)
+        self.standins = standins
+        self.project = project
+        self.db_user = "eco_admin"
+        self.db_name = "eco"
+        self._api_port: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def render(self) -> None:
+        slugs = ",".join(bot.slug for bot in self.bots)
+        copy_template(
+            self.root,
+            {"project_type": "ecosystem", "ecosystem_name": self.project, "bots": slugs,
+             "with_local_bot_api": True},
+        )  # fmt: skip
+        for bot in self.bots:
+            answers = {"bot_slug": bot.slug, "package_name": bot.package, **bot.answers}
+            copy_template(self.root / bot.slug, answers)
+            self._write_bot_env(bot)
+        env = {
+            "POSTGRES_USER": self.db_user,
+            "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "POSTGRES_DB": self.db_name,
+            "TELEGRAM_API_ID": "12345",
+            "TELEGRAM_API_HASH": secrets.token_hex(16),
+            **self.standins.env(),
+        }
+        (self.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        # As the ecosystem README says: the backup service (uid 70) must be able to write here.
+        backups = self.root / "backups"
+        backups.mkdir(exist_ok=True)
+        shutil.chown(backups, 70, 70)
+        (self.root / TEST_OVERRIDE).write_text(self._override())
+
+    def _write_bot_env(self, bot: BotSpec) -> None:
+        example = (self.root / bot.slug / ".env.example").read_text()
+        values = {
+            "BOT_TOKEN": bot.token,
+            # Bots without the Local Bot API server would call api.telegram.org: here every bot
+            # talks to the fake server, as a bot on the local server does.
+            "TELEGRAM_API_BASE_URL": "http://telegram-bot-api:8081",
+            "ANALYTICS_FLUSH_SECONDS": "0.2",
+        }
+        lines = []
+        for line in example.splitlines():
+            key = line.split("=", 1)[0]
+            lines.append(f"{key}={values.pop(key)}" if key in values and "=" in line else line)
+        lines += [f"{k}={v}" for k, v in values.items()]
+        (self.root / bot.slug / ".env").write_text("\n".join(lines) + "\n")
+
+    def _override(self) -> str:
+        fast = {"interval": "2s", "start_period": "120s"}
+        services: dict[str, Any] = {
+            "telegram-bot-api": {"ports": ["127.0.0.1::8081"], "healthcheck": fast},
+            "postgres": {"healthcheck": fast},
+            "backup": {"healthcheck": fast},
+        }
+        for bot in self.bots:
+            services[bot.slug] = {"healthcheck": fast}
+        return json.dumps({"services": services}, indent=2)  # JSON is YAML
+
+    # ------------------------------------------------------------------ docker compose
+    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> str:
+        cmd = ["docker", "compose", "-p", self.project, "-f", "compose.yaml", "-f", TEST_OVERRIDE]
+        result = subprocess.run(
+            [*cmd, *args], cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        return result.stdout + result.stderr if not check else result.stdout
+
+    def up(self, *services: str) -> None:
+        self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "600", *services)
+        self._api_port = None
+
+    def services(self) -> list[dict[str, Any]]:
+        out = self.compose("ps", "--format", "json")
+        text = out.strip()
+        if text.startswith("["):
+            return list(json.loads(text))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def wait_healthy(self, service: str, timeout: float = 120) -> None:
+        def healthy() -> bool:
+            states = {s["Service"]: s.get("Health") for s in self.services()}
+            return states.get(service) == "healthy"
+
+        wait_for(f"{service} to be healthy", healthy, timeout)
+
+    def logs(self, service: str = "") -> str:
+        return self.compose("logs", "--no-color", "--tail", "200", *([service] if service else []))
+
+    def exec(self, service: str, *cmd: str, check: bool = True) -> str:
+        return self.compose("exec", "-T", service, *cmd, check=check)
+
+    def psql(self, sql: str) -> list[str]:
+        out = self.exec(
+            "postgres", "psql", "-U", self.db_user, "-d", self.db_name,
+            "-At", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        )  # fmt: skip
+        return [line for line in out.splitlines() if line]
+
+    def scalar(self, sql: str) -> int:
+        return int(self.psql(sql)[0])
+
+    # ------------------------------------------------------------------ the fake Bot API
+    @property
+    def api_port(self) -> int:
+        if self._api_port is None:
+            out = self.compose("port", "telegram-bot-api", "8081").strip()
+            self._api_port = int(out.rsplit(":", 1)[1])
+        return self._api_port
+
+    def _control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = f"http://127.0.0.1:{self.api_port}/_control/{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:  # nosec B310: loopback
+            return json.loads(response.read())
+
+    def send(self, bot: BotSpec, text: str, user_id: int, first_name: str = "E2E") -> None:
+        self._control(f"{bot.token}/message", {"text": text, "user_id": user_id,
+                                               "first_name": first_name})  # fmt: skip
+
+    def calls(self, bot: BotSpec, method: str) -> list[dict[str, Any]]:
+        return list(self._control(f"{bot.token}/calls?method={method}")["calls"])
+
+    def replies_to(self, bot: BotSpec, chat_ids: set[int]) -> set[int]:
+        sent = self.calls(bot, "sendMessage")
+        return {int(c["params"]["chat_id"]) for c in sent} & chat_ids
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))

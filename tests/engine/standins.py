@@ -1,0 +1,113 @@
+"""Stand-in images for the end-to-end tests, built from Debian's packages on this machine.
+
+Image registries are unreachable here, so nothing is pulled: a minimal Debian root file system
+(``debootstrap --variant=minbase``) is imported as ``ecosystem-standin/debian``, and small images
+are built on it. They are named as what they are and never tagged with official names; the
+ecosystem is pointed at them through its image variables (POSTGRES_IMAGE, PYTHON_IMAGE, ...), the
+same variables a user behind a mirror sets. Only these test images trust this machine's CA bundle
+(containers reach the package registries through a TLS-intercepting proxy); the product's
+Dockerfiles never do. Each image is built once per engine and reused (Docker's layer cache).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+IMAGES_DIR = Path(__file__).parent / "images"
+SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("STANDIN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+IN_IMAGE_CA = "/etc/ssl/host-ca.crt"
+
+BASE = f"ecosystem-standin/debian:{SUITE}"
+PYTHON = "ecosystem-standin/python:3.11"
+POSTGRES = "ecosystem-standin/postgres:15"
+FAKE_BOT_API = "ecosystem-standin/fake-bot-api:latest"
+
+
+@dataclass(frozen=True)
+class StandIns:
+    python: str = PYTHON
+    postgres: str = POSTGRES
+    fake_bot_api: str = FAKE_BOT_API
+
+    def env(self) -> dict[str, str]:
+        """The ecosystem's image variables pointing at the stand-ins."""
+        return {
+            "PYTHON_IMAGE": self.python,
+            "POSTGRES_IMAGE": self.postgres,
+            "BACKUP_IMAGE": self.postgres,
+            "TELEGRAM_BOT_API_IMAGE": self.fake_bot_api,
+        }
+
+
+def docker(*args: str, stdin: IO[bytes] | None = None, timeout: float = 900) -> str:
+    """Run a docker command; its stdout, or an error carrying what docker said."""
+    result = subprocess.run(
+        ["docker", *args], stdin=stdin, capture_output=True, timeout=timeout, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"docker {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout.decode(errors='replace')[-3000:]}\n"
+            f"{result.stderr.decode(errors='replace')[-3000:]}"
+        )
+    return result.stdout.decode(errors="replace")
+
+
+def image_exists(name: str) -> bool:
+    return (
+        subprocess.run(
+            ["docker", "image", "inspect", name], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+
+
+def build_base() -> None:
+    """debootstrap a minimal Debian and import it, trusting this machine's CA bundle."""
+    if image_exists(BASE):
+        return
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is missing: apt-get install debootstrap (see .ci/run)")
+    with tempfile.TemporaryDirectory(prefix="standin-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(root),
+             DEBIAN_MIRROR],
+            check=True, capture_output=True, timeout=900,
+        )  # fmt: skip
+        shutil.copyfile(HOST_CA_BUNDLE, root / IN_IMAGE_CA.lstrip("/"))
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        ca = IN_IMAGE_CA
+        changes = f"ENV SSL_CERT_FILE={ca} PIP_CERT={ca} REQUESTS_CA_BUNDLE={ca}"
+        docker("import", "-c", changes, "-", BASE, stdin=tar.stdout)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrap root failed")
+
+
+def build(name: str, context: Path, dockerfile: Path | None = None) -> None:
+    args = ["build", "-q", "-t", name]
+    if dockerfile is not None:
+        args += ["-f", str(dockerfile)]
+    docker(*args, str(context))
+
+
+def build_standins(fake_api_source: Path) -> StandIns:
+    """Every stand-in image; ``fake_api_source`` is a rendered bot's ``fake_bot_api.py``."""
+    build_base()
+    build(PYTHON, IMAGES_DIR / "python")
+    build(POSTGRES, IMAGES_DIR / "postgres")
+    with tempfile.TemporaryDirectory(prefix="standin-fake-api-") as tmp:
+        context = Path(tmp)
+        shutil.copy(IMAGES_DIR / "fake-bot-api" / "server.py", context)
+        shutil.copy(fake_api_source, context / "fake_bot_api.py")
+        build(FAKE_BOT_API, context, IMAGES_DIR / "fake-bot-api" / "Dockerfile")
+    return StandIns()

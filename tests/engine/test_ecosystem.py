@@ -1,0 +1,180 @@
+"""The ecosystem on a real Docker engine: build, start, talk to the bots, break things, restore.
+
+Every test here shares one running ecosystem (a text bot on the cloud-style API and a media
+bot on the Local Bot API server, with PostgreSQL and backups), in the order an operator
+following the ecosystem README meets them. Stand-in images replace the registries' images.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine.ecosystem import BotSpec, Ecosystem, wait_for
+from tests.engine.standins import StandIns, build_standins
+
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
+
+TEXT = BotSpec("echo-bot", {"bot_name": "Echo Bot", "mode": "text", "local_bot_api": False})
+MEDIA = BotSpec("picture-bot", {"bot_name": "Picture Bot", "mode": "media", "local_bot_api": True})
+BOTS = (TEXT, MEDIA)
+_users = itertools.count(7_000_001)
+
+
+def docker_engine_available() -> str | None:
+    try:
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return "the docker client is not installed"
+    if result.returncode != 0:
+        return f"no Docker engine answers: {result.stderr.strip()[-300:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def eco(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
+    problem = docker_engine_available()
+    if problem:
+        pytest.fail(
+            f"{problem}. These tests need a Docker engine (`.ci/run` starts dockerd); "
+            "deselect them with -m 'not engine'.",
+            pytrace=False,
+        )
+    root = tmp_path_factory.mktemp("engine") / "ecosystem"
+    ecosystem = Ecosystem(root, BOTS, StandIns(), project=f"e2e{secrets.token_hex(3)}")
+    ecosystem.render()
+    # The Local Bot API stand-in is the fake Bot API a rendered bot ships in its test kit.
+    build_standins(root / TEXT.slug / "ecosystem_shared" / "testing" / "fake_bot_api.py")
+    try:
+        ecosystem.up()
+    except AssertionError:
+        print(ecosystem.logs())
+        ecosystem.down(volumes=True)
+        raise
+    yield ecosystem
+    ecosystem.down(volumes=True)
+
+
+def start_and_wait(eco: Ecosystem, bot: BotSpec, users: list[int], timeout: float = 60) -> None:
+    for user in users:
+        eco.send(bot, "/start", user)
+    wanted = set(users)
+    wait_for(
+        f"{bot.slug} to answer /start of {len(users)} users",
+        lambda: eco.replies_to(bot, wanted) == wanted,
+        timeout,
+    )
+
+
+def stored(eco: Ecosystem, bot: BotSpec, users: list[int], event: str = "user_start") -> int:
+    ids = ",".join(map(str, users))
+    return eco.scalar(
+        "SELECT count(*) FROM shared.analytics_events e JOIN shared.users u USING (telegram_id) "
+        f"WHERE telegram_id IN ({ids}) AND e.event_type = '{event}'"  # nosec B608: ints
+    )
+
+
+def test_every_service_reaches_healthy(eco: Ecosystem) -> None:
+    states = {s["Service"]: (s["State"], s.get("Health", "")) for s in eco.services()}
+    expected = {"postgres", "telegram-bot-api", "backup", TEXT.slug, MEDIA.slug}
+    assert set(states) == expected
+    assert all(state == ("running", "healthy") for state in states.values()), states
+
+
+@pytest.mark.parametrize("bot", BOTS, ids=lambda b: b.slug)
+def test_start_reaches_each_bot_and_lands_in_the_shared_database(
+    eco: Ecosystem, bot: BotSpec
+) -> None:
+    users = [next(_users) for _ in range(3)]
+    start_and_wait(eco, bot, users)
+    wait_for(f"{bot.slug}'s events in PostgreSQL", lambda: stored(eco, bot, users) == 3)
+    names = eco.psql(
+        f"SELECT DISTINCT bot_name FROM shared.analytics_events WHERE telegram_id = {users[0]}"  # nosec B608: an int
+    )
+    assert names == [bot.answers["bot_name"]]
+
+
+def test_database_is_never_reachable_from_the_host(eco: Ecosystem) -> None:
+    """No container but the tests' fake Bot API binds a host port, and that one on loopback."""
+    for service in eco.services():
+        ports = json.loads(
+            subprocess.run(
+                ["docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", service["ID"]],
+                capture_output=True, text=True, check=True,
+            ).stdout
+        )  # fmt: skip
+        bindings = [b for bound in (ports or {}).values() for b in bound or []]
+        if service["Service"] == "telegram-bot-api":  # published by the tests' override only
+            assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}, bindings
+        else:
+            assert bindings == [], (service["Service"], ports)
+
+
+@pytest.mark.parametrize("bot", BOTS, ids=lambda b: b.slug)
+def test_bot_containers_run_as_non_root_with_their_files(eco: Ecosystem, bot: BotSpec) -> None:
+    uid = eco.exec(bot.slug, "id", "-u").strip()
+    assert uid != "0"
+    # The code is readable by the bot's user; the root file system is read-only.
+    eco.exec(bot.slug, "test", "-r", f"/app/{bot.package}/__main__.py")
+    eco.exec(bot.slug, "test", "-r", "/app/ecosystem_shared/runtime.py")
+    denied = eco.exec(bot.slug, "sh", "-c", "touch /app/x 2>&1 || echo denied", check=True)
+    assert "denied" in denied
+
+
+def test_postgres_restart_mid_traffic_loses_nothing(eco: Ecosystem) -> None:
+    users = [next(_users) for _ in range(60)]
+
+    def send_all() -> None:
+        for user in users:
+            eco.send(TEXT, "/start", user)
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    eco.compose("restart", "postgres")
+    sender.join()
+    eco.wait_healthy("postgres")
+    wanted = set(users)
+    wait_for("every /start answered", lambda: eco.replies_to(TEXT, wanted) == wanted, 120)
+    wait_for(
+        "every event stored after the restart",
+        lambda: stored(eco, TEXT, users) == len(users),
+        120,
+    )
+
+
+def test_down_then_up_keeps_the_data(eco: Ecosystem) -> None:
+    before = eco.scalar("SELECT count(*) FROM shared.users")
+    assert before > 0
+    eco.down()
+    eco.up()
+    assert eco.scalar("SELECT count(*) FROM shared.users") == before
+    users = [next(_users)]
+    start_and_wait(eco, MEDIA, users)
+
+
+def test_backup_on_demand_and_documented_restore_into_a_fresh_volume(eco: Ecosystem) -> None:
+    users = eco.scalar("SELECT count(*) FROM shared.users")
+    eco.exec("backup", "sh", "/scripts/backup.sh")
+    dumps = sorted((eco.root / "backups").glob(f"{eco.db_name}-*.dump"))
+    assert dumps, list((eco.root / "backups").iterdir())
+    # A lost server: everything down, volumes gone. The README's "restore into a brand-new
+    # server": start postgres and backup, restore, then the bots.
+    eco.down(volumes=True)
+    eco.up("postgres", "backup")
+    assert eco.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'shared'") >= 0
+    eco.exec("backup", "sh", "/scripts/restore.sh", f"/backups/{Path(dumps[-1]).name}")
+    assert eco.scalar("SELECT count(*) FROM shared.users") == users
+    eco.up()
+    start_and_wait(eco, TEXT, [next(_users)])
