@@ -47,7 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from run import admin  # benchmarks/run.py, next to this file
+
+if __package__ in (None, ""):  # `python benchmarks/host.py`: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.kit import fetchval
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024.0
@@ -268,7 +272,7 @@ class Host:
 async def run_mode(bench: Bench, mode: str) -> ModeResult:
     result = ModeResult(mode)
     name = f"bench_host_{mode}_{uuid.uuid4().hex[:8]}"
-    await admin(bench.admin_url, f'CREATE DATABASE "{name}"')
+    await fetchval(bench.admin_url, f'CREATE DATABASE "{name}"')
     database_url = bench.kit.with_database(bench.admin_url, name)
     runner: Separate | Host = Separate(bench) if mode == "separate" else Host(bench)
     for api in bench.apis.values():
@@ -320,7 +324,7 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
     finally:
         with contextlib.suppress(Exception):
             await runner.stop()
-        await admin(bench.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await fetchval(bench.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     bench.next_user = FIRST_USER  # each mode has its own database
     return result
 
@@ -366,7 +370,7 @@ async def side_by_side(
         api.clear_calls()  # the same user ids again: no reply of an earlier phase may count
     names = {m: f"bench_host_both_{m}_{uuid.uuid4().hex[:8]}" for m in ("separate", "host")}
     for name in names.values():
-        await admin(bench.admin_url, f'CREATE DATABASE "{name}"')
+        await fetchval(bench.admin_url, f'CREATE DATABASE "{name}"')
     urls = {m: bench.kit.with_database(bench.admin_url, n) for m, n in names.items()}
     benches = {"separate": bench, "host": other}
     runners: dict[str, Separate | Host] = {"separate": Separate(bench), "host": Host(other)}
@@ -404,7 +408,7 @@ async def side_by_side(
         for api in apis2.values():
             await api.stop()
         for name in names.values():
-            await admin(bench.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await fetchval(bench.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     bench.next_user = FIRST_USER
     return speeds
 

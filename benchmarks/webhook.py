@@ -42,10 +42,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
+if __package__ in (None, ""):  # `python benchmarks/webhook.py`: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import run as base  # noqa: E402 - benchmarks/ is not a package
+from benchmarks.config import PACKAGE, RATE_LIMIT_SECONDS
+from benchmarks.kit import Kit, load_kit, postgres_server, render
+from benchmarks.machine import cpu_seconds, machine_info
+from benchmarks.results import Results as BenchResults
+from benchmarks.results import progress
+from benchmarks.throughput import (
+    force_stop,
+    output_errors,
+    start_process,
+    wait_replies,
+)
 
 FIRST_USER_ID = 6_200_000_000
 WARMUP_USER_ID = FIRST_USER_ID - 1
@@ -78,7 +88,7 @@ class Results:
 
 
 async def one_round(
-    kit: base.Kit,
+    kit: Kit,
     servers: ModuleType,
     variant: Variant,
     db_url: str,
@@ -88,7 +98,7 @@ async def one_round(
 ) -> dict[str, Any]:
     ports = [servers.free_port() for _ in range(variant.instances)]
     proxy = servers.NginxProxy(ports) if variant.webhook else None
-    env = {"DATABASE_URL": db_url, "RATE_LIMIT_SECONDS": base.RATE_LIMIT_SECONDS}
+    env = {"DATABASE_URL": db_url, "RATE_LIMIT_SECONDS": RATE_LIMIT_SECONDS}
     env["ANALYTICS_FLUSH_SECONDS"] = "0.2"
     if proxy is not None:
         proxy.start()
@@ -104,10 +114,10 @@ async def one_round(
                 extra = {"WEBHOOK_LISTEN_PORT": str(port)} if variant.webhook else {}
                 processes.append(
                     kit.bot_process.BotProcess(
-                        base.PACKAGE, kit.bot_dir, api, env=env | extra, start_timeout=120.0
+                        PACKAGE, kit.bot_dir, api, env=env | extra, start_timeout=120.0
                     )
                 )
-            await asyncio.gather(*(base.start_process(p) for p in processes))
+            await asyncio.gather(*(start_process(p) for p in processes))
             api.push_message("/start", user_id=WARMUP_USER_ID, first_name="Warmup")
             await api.wait_for_call("sendMessage", timeout=60.0, chat_id=WARMUP_USER_ID)
             await asyncio.sleep(1.0)
@@ -115,22 +125,22 @@ async def one_round(
             chats = {FIRST_USER_ID + k for k in range(users)}
             for k in range(updates):
                 api.push_message("/start", user_id=FIRST_USER_ID + k % users)
-            cpu_before = sum(base.cpu_seconds(p.pid) for p in processes)
+            cpu_before = sum(cpu_seconds(p.pid) for p in processes)
             runner_before = time.process_time()
             pushed = time.monotonic()
-            replies = await base.wait_replies(
-                api, processes[0], chats, updates, timeout=max(120.0, updates / 5)
+            replies = await wait_replies(
+                kit, api, processes[0], chats, updates, timeout=max(120.0, updates / 5)
             )
             elapsed = max(float(call.time) for call in replies) - pushed
-            cpu = sum(base.cpu_seconds(p.pid) for p in processes) - cpu_before
+            cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_before
             runner_cpu = time.process_time() - runner_before
             codes = await asyncio.gather(*(p.stop(signal.SIGTERM, 30.0) for p in processes))
             if any(codes):
                 raise RuntimeError(f"{variant.name}: exit codes {codes}")
-            errors = [line for p in processes for line in base.output_errors(p.output)]
+            errors = [line for p in processes for line in output_errors(p.output)]
     finally:
         for process in processes:
-            await base.force_stop(process)
+            await force_stop(process)
         if proxy is not None:
             proxy.cleanup()
     return {
@@ -146,21 +156,21 @@ async def one_round(
 
 
 async def run_all(args: argparse.Namespace, work: Path, res: Results) -> None:
-    base.progress("rendering the bot")
-    base.render(work / "bot")
-    kit = base.load_kit(work / "bot")
+    progress("rendering the bot")
+    render(work / "bot")
+    kit = load_kit(work / "bot")
     servers = importlib.import_module("ecosystem_shared.testing.servers")
     redis = servers.RedisServer()
     redis.start()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            admin_url = await stack.enter_async_context(base.postgres_server(kit, base.Results()))
+            admin_url = await stack.enter_async_context(postgres_server(kit, BenchResults()))
             db_url = await stack.enter_async_context(
-                base.fresh_database(kit, admin_url, "bench_webhook")
+                kit.postgres.temporary_database(admin_url, prefix="bench_webhook", migrated=True)
             )
             for round_no in range(args.rounds):
                 for variant in VARIANTS:
-                    base.progress(f"round {round_no + 1}/{args.rounds}: {variant.name}")
+                    progress(f"round {round_no + 1}/{args.rounds}: {variant.name}")
                     await redis_flush(redis.url)
                     result = await one_round(
                         kit, servers, variant, db_url, redis.url, args.updates, args.users
@@ -211,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.rounds, args.updates = 1, 1000
-    res = Results(machine=base.machine_info(), config=dict(vars(args)) | {"json": str(args.json)})
+    res = Results(machine=machine_info(), config=dict(vars(args)) | {"json": str(args.json)})
     work = Path(tempfile.mkdtemp(prefix="bot-bench-webhook-"))
     try:
         asyncio.run(run_all(args, work, res))

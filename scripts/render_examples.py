@@ -19,15 +19,18 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from copier import run_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as `python scripts/render_examples.py`
+    sys.path.insert(0, str(REPO_ROOT))
+
+from devkit.render import copy_template  # noqa: E402 - importable once the root is on the path
+
 EXAMPLES_DIR = REPO_ROOT / "examples"
 ANSWERS_DIR = EXAMPLES_DIR / "answers"
 ANSWERS_FILE = ".copier-answers.yml"
@@ -56,18 +59,8 @@ def strip_volatile(answers_file: Path) -> None:
 
 def render_example(name: str, dst: Path, template: Path = REPO_ROOT) -> None:
     """Render one example into `dst` (which must not exist yet)."""
-    with warnings.catch_warnings():
-        # A dirty working tree is the point here: examples follow uncommitted template edits.
-        warnings.simplefilter("ignore")
-        run_copy(
-            str(template),
-            dst,
-            data=load_answers(name),
-            vcs_ref="HEAD",
-            defaults=True,
-            unsafe=True,
-            quiet=True,
-        )
+    # A dirty working tree is the point here: examples follow uncommitted template edits.
+    copy_template(dst, load_answers(name), src=template)
     strip_volatile(dst / ANSWERS_FILE)
     link_bots(name, dst)
 

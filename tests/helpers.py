@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from copier import run_copy
 
+from devkit.render import copy_template
 from tests.allpairs import greedy_pairs, missing_pairs, pairs_of_factors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -170,20 +170,6 @@ def selected_cases() -> tuple[Case, ...]:
         known = ", ".join(case.id for case in ALL_CASES)
         raise ValueError(f"{COMBO_ENV}={wanted!r} is not a known case; known: {known}")
     return chosen
-
-
-def copy_template(dst: Path, answers: Mapping[str, Any], **options: Any) -> None:
-    """`copier copy --trust --defaults` of the working tree (uncommitted changes included)."""
-    run_copy(
-        str(REPO_ROOT),
-        dst,
-        data=dict(answers),
-        defaults=True,
-        unsafe=True,
-        vcs_ref="HEAD",
-        quiet=True,
-        **options,
-    )
 
 
 def render(tmp_path: Path, /, **answers: Any) -> Path:

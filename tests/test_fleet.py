@@ -28,19 +28,18 @@ from typing import Any
 
 import pytest
 import yaml
-from copier import run_copy
 
+from devkit.render import copy_template
+from tests.deployment import check_jsonschema
 from tests.helpers import (
     COMBOS,
     PYTHON,
     RenderCache,
     assert_ok,
     child_env,
-    copy_template,
     read,
     run,
 )
-from tests.test_deployment import check_jsonschema
 from tests.test_update import (  # _git_identity: autouse, commits need a fixed identity
     SHARED_FIX,
     _git_identity,  # noqa: F401
@@ -91,14 +90,8 @@ def fleet(tmp_path: Path) -> Fleet:
     change_shared_components(template)
     release(template, NEW)
     ecosystem = tmp_path / "eco"
-    run_copy(
-        str(template),
-        ecosystem,
-        data={"project_type": "ecosystem", "bots": ",".join(BOTS)},
-        vcs_ref=NEW,
-        defaults=True,
-        unsafe=True,
-        quiet=True,
+    copy_template(
+        ecosystem, {"project_type": "ecosystem", "bots": ",".join(BOTS)}, src=template, vcs_ref=NEW
     )
     made = Fleet(template, ecosystem)
     for slug in BOTS:

@@ -29,14 +29,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import PYTHON, REPO_ROOT, assert_ok, copy_template, run
-from tests.test_deployment import (  # noqa: F401 - server_url is a fixture
-    ECOSYSTEM_ENV,
-    check_jsonschema,
-    fill_env_example,
-    resolved,
-    server_url,
-)
+from devkit.render import copy_template
+from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
+from tests.helpers import PYTHON, REPO_ROOT, assert_ok, run
+from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
 TESTING = REPO_ROOT / "template" / "ecosystem_shared" / "testing"

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import REPO_ROOT, copy_template, recorded_answers, render
+from devkit.render import copy_template
+from tests.helpers import REPO_ROOT, recorded_answers, render
 
 PUBLIC_BOT_KEYS = {
     "project_type",

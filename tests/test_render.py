@@ -28,7 +28,6 @@ from tests.helpers import (
     PYTHON,
     REPO_ROOT,
     Case,
-    RenderCache,
     assert_ok,
     case_levels,
     child_env,
@@ -79,11 +78,6 @@ REQUIRED_FILES = (
     "{package}/settings.py",
     "{package}/handlers/start.py",
 )
-
-
-@pytest.fixture
-def project(case: Case, renders: RenderCache) -> Path:
-    return renders.get(case)
 
 
 def package_of(project: Path) -> str:
@@ -295,13 +289,37 @@ def suite_paths(case: Case) -> list[str]:
     return ["tests/bot"]
 
 
+# What the generated CI workflow adds to pyproject's addopts (`-m 'not slow'`): every test.
+EVERY_TEST = ("-m", "slow or not slow")
+
+
 @pytest.mark.parametrize("case", SUITE_CASES)
 def test_generated_test_suite_passes(case: Case, project: Path) -> None:
-    """The bot's own pytest, as its CI runs it (PostgreSQL from TEST_DATABASE_URL if set)."""
-    cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *suite_paths(case)]
-    result = run(cmd, project, timeout=BOT_SUITE_TIMEOUT, env=child_env())
+    """The bot's own pytest, as its CI runs it: the slow process-level tests included
+    (PostgreSQL from TEST_DATABASE_URL if set)."""
+    cmd = [PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *EVERY_TEST]
+    result = run(cmd + suite_paths(case), project, timeout=BOT_SUITE_TIMEOUT, env=child_env())
     assert_ok(result, "the generated bot's pytest", lines=80)
     assert re.search(r"\b\d+ passed\b", result.stdout), f"no test ran:\n{tail(result.stdout)}"
+    assert " deselected" not in result.stdout, f"tests left out:\n{tail(result.stdout)}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_generated_ci_runs_the_slow_tests_and_the_default_run_skips_them(
+    case: Case, project: Path
+) -> None:
+    """The bot's CI runs pytest with EVERY_TEST; a bare `pytest` (the daily loop) leaves the
+    `slow` tests out, and some tests are marked so."""
+    workflow = read(project, ".github/workflows/ci.yml")
+    assert f'pytest {EVERY_TEST[0]} "{EVERY_TEST[1]}"' in workflow
+    addopts = tomllib.loads(read(project, "pyproject.toml"))["tool"]["pytest"]["ini_options"]
+    assert "-m 'not slow'" in addopts["addopts"]
+    marked = [
+        path.relative_to(project).as_posix()
+        for path in (project / "tests").rglob("test_*.py")
+        if "pytest.mark.slow" in path.read_text(encoding="utf-8")
+    ]
+    assert "tests/shared/test_digest_processes.py" in marked
 
 
 SHARED_FOLDERS = ("ecosystem_shared", "tests/shared")

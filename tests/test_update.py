@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from copier import run_copy, run_update
+from copier import run_update
+
+from devkit.render import copy_template
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "picture_bot"
@@ -77,15 +79,7 @@ def copy_bot(
     data: Mapping[str, object] = BOT_ANSWERS,
 ) -> Path:
     """`copier copy` of a bot (newest tag unless `vcs_ref`), committed in its own repo."""
-    run_copy(
-        str(template),
-        dst,
-        data=dict(data),
-        vcs_ref=vcs_ref,
-        defaults=True,
-        unsafe=True,
-        quiet=True,
-    )
+    copy_template(dst, data, src=template, vcs_ref=vcs_ref)
     git(dst, "init", "-q", "-b", "main")
     commit_all(dst, "initial copy")
     return dst
@@ -272,6 +266,69 @@ def test_bot_owned_files_are_never_overwritten(template_v1: Path, tmp_path: Path
     assert_clean_merge(bot)
 
 
+# A line of a template-owned file that both the user and release 1.1.0 change.
+CONFLICT_FILE = "ecosystem_shared/notifications.py"
+CONFLICT_LINE = "MESSAGE_LIMIT = 4096"
+
+
+def replace_line(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not one line of {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_conflict_and_its_documented_resolution(template_v1: Path, tmp_path: Path) -> None:
+    """docs/UPDATING.md "Conflicts": both changed the same lines of a template-owned file; the
+    update writes both versions inline, git shows the file unmerged; resolving, `git add` and
+    committing finishes it, and `git reset --hard && git clean -fd` starts over."""
+    bot = copy_bot(template_v1, tmp_path / "bot")
+    replace_line(bot / CONFLICT_FILE, CONFLICT_LINE, "MESSAGE_LIMIT = 3000  # user: shorter")
+    commit_all(bot, "user edits a template-owned line")
+    committed = tree(bot)
+
+    replace_line(template_v1 / "template" / CONFLICT_FILE, CONFLICT_LINE, "MESSAGE_LIMIT = 4000")
+    change_shared_components(template_v1)  # a change elsewhere in the same file and in README
+    release(template_v1, "1.1.0")
+    update_bot(bot)
+
+    text = (bot / CONFLICT_FILE).read_text(encoding="utf-8")
+    mine, ours = "MESSAGE_LIMIT = 3000  # user: shorter", "MESSAGE_LIMIT = 4000"
+    assert f"<<<<<<< before updating\n{mine}\n=======\n{ours}\n>>>>>>> after updating" in text
+    assert SHARED_FIX in text, "the non-conflicting change to the same file arrived"
+    assert f"UU {CONFLICT_FILE}" in status(bot)
+    assert (bot / "README.md").read_text(encoding="utf-8").startswith(README_FIX)
+    assert answers(bot)["_commit"] == "1.1.0"
+
+    # Start over: the tree is what the user committed; the same update conflicts again.
+    git(bot, "reset", "--hard")
+    git(bot, "clean", "-fd")
+    assert tree(bot) == committed and status(bot) == []
+    update_bot(bot)
+    assert f"UU {CONFLICT_FILE}" in status(bot)
+
+    # Resolve: keep the user's value, drop the markers, git add, commit.
+    lines = (bot / CONFLICT_FILE).read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index("<<<<<<< before updating\n")
+    end = lines.index(">>>>>>> after updating\n")
+    lines[start : end + 1] = [mine + "\n"]
+    (bot / CONFLICT_FILE).write_text("".join(lines), encoding="utf-8")
+    git(bot, "add", CONFLICT_FILE)
+    commit_all(bot, "update to 1.1.0")
+    assert status(bot) == []
+    assert_clean_merge(bot)
+    resolved_text = (bot / CONFLICT_FILE).read_text(encoding="utf-8")
+    assert mine in resolved_text and SHARED_FIX in resolved_text and ours not in resolved_text
+
+    # The next release updates the resolved file cleanly and keeps the user's resolution.
+    append(template_v1 / "template" / CONFLICT_FILE, "\n# 1.2.0: another shared fix\n")
+    release(template_v1, "1.2.0")
+    update_bot(bot)
+    assert_clean_merge(bot)
+    final = (bot / CONFLICT_FILE).read_text(encoding="utf-8")
+    assert mine in final and final.endswith("# 1.2.0: another shared fix\n")
+    assert status(bot) == [" M .copier-answers.yml", f" M {CONFLICT_FILE}"]
+
+
 def test_new_question_gets_default_that_keeps_old_behaviour(
     template_v1: Path, tmp_path: Path
 ) -> None:
@@ -301,14 +358,7 @@ def test_new_question_gets_default_that_keeps_old_behaviour(
 
     # Control: the question does change the output when answered, so the check above can fail.
     enabled = tmp_path / "enabled"
-    run_copy(
-        str(template_v1),
-        enabled,
-        data={**BOT_ANSWERS, "status_page": True},
-        defaults=True,
-        unsafe=True,
-        quiet=True,
-    )
+    copy_template(enabled, {**BOT_ANSWERS, "status_page": True}, src=template_v1, vcs_ref=None)
     assert b"## Status page" in (enabled / "README.md").read_bytes()
 
 

@@ -24,7 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 from ecosystem_shared.log import secrets_of
@@ -87,9 +87,6 @@ class SharedSettings(BaseSettings):
 
     # Shared state of several processes (FSM, per-user locks, rate limits); empty = in memory.
     REDIS_URL: SecretStr | None = None
-
-    # Comma-separated Telegram user ids allowed to run admin commands.
-    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
 
     @field_validator("BOT_TOKEN")
     @classmethod
@@ -228,16 +225,6 @@ class SharedSettings(BaseSettings):
                 adapter.validate_python(value)
             except ValidationError as error:
                 raise ValueError(error.errors()[0]["msg"]) from None
-        return value
-
-    @field_validator("ADMIN_USER_IDS", mode="before")
-    @classmethod
-    def _id_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            items = [item.strip() for item in value.split(",") if item.strip()]
-            if not all(item.lstrip("-").isdigit() for item in items):
-                raise ValueError("expected comma-separated numeric Telegram user ids")
-            return frozenset(int(item) for item in items)
         return value
 
     @property

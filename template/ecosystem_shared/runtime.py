@@ -5,8 +5,9 @@ and ``REDIS_URL`` shares FSM, per-user locks and rate limits between instances
 (``ecosystem_shared.shared_state``).
 
 A bot's ``__main__`` calls :func:`run_bot` with its settings class and router factory.
-:func:`build_services` and :func:`build_dispatcher` are separate so tests and benchmarks can
-assemble the same dispatcher in-process.
+:func:`build_services`, :func:`build_dispatcher` and :func:`build_scheduler` are separate so
+that tests can assemble the same dispatcher and digest schedule in-process (the hostile-updates
+harness and the digest tests do; the benchmark runs ``python -m <bot>`` as a process).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import gc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # imported when used: a polling bot without REDIS_URL loads n
 
 S = TypeVar("S", bound=SharedSettings)
 RouterFactory = Callable[[Any], Router]
+Clock = Callable[[tzinfo], datetime]  # datetime.now's signature: the current time in a zone
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +147,13 @@ async def _keep_alive(path: Path | None, polling: PollingWatch | None) -> None:
         await asyncio.sleep(LIVENESS_SECONDS)
 
 
-async def run_services(
-    services: Services,
-    dp: Dispatcher,
-    commands: Sequence[BotCommand] = (),
-) -> None:
+def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOScheduler:
+    """The bot's scheduler (not started) with the daily digest job when a channel and a database
+    are configured. ``clock`` gives the current time in a zone (tests pass a fake one: the
+    catch-up decision and the digest's day follow it; the job's trigger is APScheduler's)."""
     settings = services.settings
     tz = pytz.timezone(settings.DIGEST_TIMEZONE)
+    now = clock or datetime.now
     scheduler = AsyncIOScheduler(timezone=tz)
 
     async def digest_job() -> None:
@@ -159,21 +161,32 @@ async def run_services(
             services.db,
             services.analytics,
             services.notifier,
-            day=datetime.now(tz).date(),
+            day=now(tz).date(),
             bot_name=settings.BOT_NAME,
         )
 
-    await services.db.start()
-    await services.analytics.start()
-    if services.shared is not None:
-        await services.shared.check()
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
         schedule_digest(
             scheduler,
             at=settings.DIGEST_TIME,
             timezone=settings.DIGEST_TIMEZONE,
             callback=digest_job,
+            now=now(tz),
         )
+    return scheduler
+
+
+async def run_services(
+    services: Services,
+    dp: Dispatcher,
+    commands: Sequence[BotCommand] = (),
+) -> None:
+    scheduler = build_scheduler(services)
+    settings = services.settings
+    await services.db.start()
+    await services.analytics.start()
+    if services.shared is not None:
+        await services.shared.check()
     scheduler.start()
     webhook = settings.RUN_MODE == "webhook"
     polling = None if webhook else PollingWatch()
@@ -245,4 +258,13 @@ def run_bot(
     return 0
 
 
-__all__ = ["Services", "build_dispatcher", "build_services", "partial", "run_bot", "run_services"]
+__all__ = [
+    "Clock",
+    "Services",
+    "build_dispatcher",
+    "build_scheduler",
+    "build_services",
+    "partial",
+    "run_bot",
+    "run_services",
+]

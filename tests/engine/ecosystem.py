@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devkit.render import copy_template
 from tests.engine.standins import StandIns
-from tests.helpers import copy_template
 
 T = TypeVar("T")
 

@@ -6,7 +6,15 @@ Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before te
 
 from ecosystem_shared.testing.hypothesis_profiles import load_profile
 from ecosystem_shared.testing.in_process import in_process_bot
-from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.postgres import (
+    database_url,
+    db,
+    db_conn,
+    empty_database_url,
+    migrated_template,
+    own_server,
+    postgres_url,
+)
 from ecosystem_shared.testing.servers import redis_server
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
@@ -19,8 +27,10 @@ __all__ = [
     "database_url",
     "db",
     "db_conn",
+    "empty_database_url",
     "fake_api",
     "in_process_bot",
+    "migrated_template",
     "own_server",
     "postgres_url",
     "pytest_configure",

@@ -433,6 +433,7 @@ def write_module(root: Path, name: str, source: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 async def test_bot_process_runs_the_module_in_a_clean_environment(
     api: FakeBotAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

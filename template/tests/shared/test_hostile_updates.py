@@ -341,6 +341,7 @@ PINNED_HOSTILE_NAME = [
 PINNED_HUGE_ID = [private_update(2**63 + 7, {"message": {"text": "/subscribe"}})]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Detected unknown update type:RuntimeWarning")
 # The example count and randomness come from the Hypothesis profile (ecosystem_shared.testing).
 @settings(

@@ -1,0 +1,1 @@
+"""The benchmark of the generated bot (``python benchmarks/run.py``; see README.md)."""

@@ -1,0 +1,91 @@
+"""The rendered bot and its own test kit: rendering, importing its modules, PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+
+from benchmarks.config import ANSWERS, PACKAGE
+from benchmarks.results import Results, progress
+from devkit.render import copy_template
+
+
+def render(dst: Path) -> float:
+    """``copier copy`` of this repository into ``dst``; returns the seconds it took."""
+    started = time.perf_counter()
+    copy_template(dst, ANSWERS)
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Kit:
+    """The rendered bot's own modules, imported from its directory."""
+
+    bot_dir: Path
+    fake_bot_api: ModuleType
+    bot_process: ModuleType
+    postgres: ModuleType
+    db: ModuleType
+    analytics: ModuleType
+    migrations: ModuleType
+    texts: ModuleType
+    settings: ModuleType
+    waiting: ModuleType
+
+
+def load_kit(bot_dir: Path) -> Kit:
+    sys.path.insert(0, str(bot_dir))
+    load = importlib.import_module
+    return Kit(
+        bot_dir=bot_dir,
+        fake_bot_api=load("ecosystem_shared.testing.fake_bot_api"),
+        bot_process=load("ecosystem_shared.testing.bot_process"),
+        postgres=load("ecosystem_shared.testing.postgres"),
+        db=load("ecosystem_shared.db"),
+        analytics=load("ecosystem_shared.analytics"),
+        migrations=load("ecosystem_shared.migrations"),
+        texts=load("ecosystem_shared.texts"),
+        settings=load(f"{PACKAGE}.settings"),
+        waiting=load("ecosystem_shared.testing.waiting"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def postgres_server(kit: Kit, results: Results) -> AsyncIterator[str]:
+    """An admin URL: TEST_DATABASE_URL, or a throwaway cluster removed afterwards."""
+    url = kit.postgres.server_url()  # TEST_DATABASE_URL or DATABASE_URL
+    if url:
+        results.machine["postgres_source"] = (
+            f"TEST_DATABASE_URL ({kit.db.describe_dsn(url)}), fresh databases"
+        )
+        yield url
+        return
+    server = kit.postgres.PostgresServer()
+    try:
+        # Blocking on purpose: a SIGTERM/Ctrl-C must not interrupt initdb/pg_ctl half-way
+        # (a cancelled thread would go on starting a server that nothing stops).
+        server.start()
+        results.machine["postgres_source"] = (
+            f"throwaway cluster from {server.bin_dir} (fsync=off, synchronous_commit=off)"
+        )
+        yield str(server.url)
+    finally:
+        progress("stopping the throwaway PostgreSQL")
+        server.cleanup()
+
+
+async def fetchval(url: str, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
