@@ -9,6 +9,7 @@ events into ``shared.users`` / ``shared.analytics_events`` such that
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import zlib
 from collections.abc import Iterable, Mapping
@@ -95,7 +96,7 @@ async def insert_activity(
                 events.append((user, name, "message_seen", None, moment))
             while main > 0:
                 count = min(main, 3) if kind == "photo_sent" else 1
-                data = f'{{"count": {count}}}' if kind == "photo_sent" else None
+                data = json.dumps({"count": count}) if kind == "photo_sent" else None
                 events.append((None, name, kind, data, moment + timedelta(minutes=1)))
                 main -= count
     await conn.executemany(

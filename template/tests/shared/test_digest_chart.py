@@ -364,7 +364,9 @@ def test_the_chart_process_gets_no_secrets(monkeypatch: pytest.MonkeyPatch) -> N
     probe = (
         "import os, sys\n"
         "leaked = sorted({'BOT_TOKEN', 'DATABASE_URL'} & set(os.environ))\n"
-        f"sys.exit(f'leaked {{leaked}}') if leaked else sys.stdout.buffer.write({PNG!r})"
+        "sys.exit('leaked ' + str(leaked)) if leaked else sys.stdout.buffer.write("
+        + repr(PNG)
+        + ")"
     )
     command = (sys.executable, "-c", probe)
     leaky = subprocess.run(command, capture_output=True, timeout=60, check=False)
