@@ -94,11 +94,8 @@ def write_env(bot_dir: Path, **values: str) -> None:
 
 
 async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
+        await pool.execute(sql)
 
 
 @pytest.fixture
@@ -143,6 +140,18 @@ class HostProcess:
         )
         self._reader = asyncio.create_task(self._read())
         return self
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[HostProcess]:
+        """Started; on a failure inside, killed and its output printed (pytest shows it)."""
+        await self.start()
+        try:
+            yield self
+        except BaseException:
+            if self.process is not None and self.process.returncode is None:
+                self.process.kill()
+            print(self.output)
+            raise
 
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -302,10 +311,9 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                 TELEGRAM_API_BASE_URL="http://127.0.0.1:9",
                 DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
             )
-            await host.start()
             traffic = Traffic()
             answered: dict[str, list[int]] = {slug: [] for slug in BOTS}
-            try:
+            async with host.running():
                 for slug in BOTS:
                     await host.wait_for(rf"^\[host\] .* {slug}: polling \(pid \d+", 90)
                 for slug, api in apis.items():
@@ -339,11 +347,6 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                     answered[slug] += await traffic.starts(apis[slug], 2)
 
                 code = await host.stop(signal.SIGTERM)
-            except BaseException:
-                if host.process is not None and host.process.returncode is None:
-                    host.process.kill()
-                print(host.output)
-                raise
             assert code == 0, host.output
             assert re.search(r"\[host\] .* stopped cleanly", host.output), host.output
             for slug in BOTS:
@@ -388,8 +391,7 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
             )
             args = ["text-bot", "crm-bot", "media-bot", "./text-bot", str(not_a_bot), str(needy)]
             host = HostProcess(ecosystem, args, tmp_path / "health")
-            await host.start()
-            try:
+            async with host.running():
                 await host.wait_for(r"text-bot: polling", 90)
                 await host.wait_for(r"crm-bot: configuration error")
                 await Traffic().starts(apis["text-bot"], 2)
@@ -415,11 +417,6 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
                 await host.wait_for(r"crm-bot: polling", 60)
                 await Traffic(200_000).starts(apis["crm-bot"], 1)
                 code = await host.stop()
-            except BaseException:
-                if host.process is not None and host.process.returncode is None:
-                    host.process.kill()
-                print(host.output)
-                raise
             assert code == 0, host.output
 
     asyncio.run(scenario())
