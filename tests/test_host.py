@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import PYTHON, REPO_ROOT, assert_ok, copy_template, run
+from tests.helpers import PYTHON, REPO_ROOT, assert_ok, copy_template, jinja_leftovers, run
 from tests.test_deployment import (  # noqa: F401 - server_url is a fixture
     ECOSYSTEM_ENV,
     check_jsonschema,
@@ -476,6 +476,7 @@ def _compose_files(eco: Path) -> Mapping[str, Any]:
 
 @HOST
 def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
+    assert not jinja_leftovers(ecosystem)
     check_jsonschema("vendor.compose-spec", [ecosystem / "compose.yaml"])
     model = _compose_files(ecosystem)
     services = model["services"]
