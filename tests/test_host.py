@@ -299,8 +299,12 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
 ) -> None:
     async def scenario() -> None:
         async with fake_apis(list(BOTS)) as apis:
+            # The database comes from the host (ALL_BOTS_DATABASE_URL wins over each .env, as
+            # compose's DATABASE_URL does for separate services): were it not passed on, no
+            # event would be stored.
+            nowhere = "postgresql://nobody@127.0.0.1:9/none"
             for slug, api in apis.items():
-                write_env(ecosystem / slug, **bot_env(api, database_url))
+                write_env(ecosystem / slug, **bot_env(api, nowhere))
             # A token and an API URL in the host's environment must reach no bot (each would
             # then poll the wrong server with the wrong token and never answer).
             host = HostProcess(
@@ -309,7 +313,9 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                 tmp_path / "health",
                 BOT_TOKEN="1:leaked-token-of-nobody",
                 TELEGRAM_API_BASE_URL="http://127.0.0.1:9",
-                DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
+                DATABASE_URL=nowhere,
+                ALL_BOTS_DATABASE_URL=database_url,
+                ALL_BOTS_BOT_TOKEN="1:shared-token-is-refused",
             )
             traffic = Traffic()
             answered: dict[str, list[int]] = {slug: [] for slug in BOTS}
@@ -327,6 +333,7 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                     assert len(re.findall(rf"^\[{slug}\] {MARKER}", host.output, re.M)) == 1
                 code, text = await check(host)
                 assert code == 0, text
+                assert "ALL_BOTS_BOT_TOKEN ignored" in host.output
 
                 # kill -9 one child: restarted, answers again; the others never stop answering.
                 victim, survivors = "media-bot", ["text-bot", "crm-bot"]
