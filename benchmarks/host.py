@@ -1,6 +1,6 @@
 """Benchmark: ten generated bots as ten processes against the same ten under ``ecosystem_host``.
 
-    python benchmarks/host.py               # ~3-5 minutes on 2 cores
+    python benchmarks/host.py               # ~15 minutes on 2 busy cores
     python benchmarks/host.py --users 200   # lighter traffic
     python benchmarks/host.py --json out.json
 

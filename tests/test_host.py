@@ -31,7 +31,7 @@ import pytest
 
 from devkit.render import copy_template
 from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
-from tests.helpers import PYTHON, REPO_ROOT, assert_ok, run
+from tests.helpers import PYTHON, REPO_ROOT, assert_ok, jinja_leftovers, run
 from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
@@ -90,11 +90,8 @@ def write_env(bot_dir: Path, **values: str) -> None:
 
 
 async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
+        await pool.execute(sql)
 
 
 @pytest.fixture
@@ -139,6 +136,18 @@ class HostProcess:
         )
         self._reader = asyncio.create_task(self._read())
         return self
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[HostProcess]:
+        """Started; on a failure inside, killed and its output printed (pytest shows it)."""
+        await self.start()
+        try:
+            yield self
+        except BaseException:
+            if self.process is not None and self.process.returncode is None:
+                self.process.kill()
+            print(self.output)
+            raise
 
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -286,8 +295,12 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
 ) -> None:
     async def scenario() -> None:
         async with fake_apis(list(BOTS)) as apis:
+            # The database comes from the host (ALL_BOTS_DATABASE_URL wins over each .env, as
+            # compose's DATABASE_URL does for separate services): were it not passed on, no
+            # event would be stored.
+            nowhere = "postgresql://nobody@127.0.0.1:9/none"
             for slug, api in apis.items():
-                write_env(ecosystem / slug, **bot_env(api, database_url))
+                write_env(ecosystem / slug, **bot_env(api, nowhere))
             # A token and an API URL in the host's environment must reach no bot (each would
             # then poll the wrong server with the wrong token and never answer).
             host = HostProcess(
@@ -296,12 +309,13 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                 tmp_path / "health",
                 BOT_TOKEN="1:leaked-token-of-nobody",
                 TELEGRAM_API_BASE_URL="http://127.0.0.1:9",
-                DATABASE_URL="postgresql://nobody@127.0.0.1:9/none",
+                DATABASE_URL=nowhere,
+                ALL_BOTS_DATABASE_URL=database_url,
+                ALL_BOTS_BOT_TOKEN="1:shared-token-is-refused",
             )
-            await host.start()
             traffic = Traffic()
             answered: dict[str, list[int]] = {slug: [] for slug in BOTS}
-            try:
+            async with host.running():
                 for slug in BOTS:
                     await host.wait_for(rf"^\[host\] .* {slug}: polling \(pid \d+", 90)
                 for slug, api in apis.items():
@@ -315,6 +329,7 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                     assert len(re.findall(rf"^\[{slug}\] {MARKER}", host.output, re.M)) == 1
                 code, text = await check(host)
                 assert code == 0, text
+                assert "ALL_BOTS_BOT_TOKEN ignored" in host.output
 
                 # kill -9 one child: restarted, answers again; the others never stop answering.
                 victim, survivors = "media-bot", ["text-bot", "crm-bot"]
@@ -335,11 +350,6 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                     answered[slug] += await traffic.starts(apis[slug], 2)
 
                 code = await host.stop(signal.SIGTERM)
-            except BaseException:
-                if host.process is not None and host.process.returncode is None:
-                    host.process.kill()
-                print(host.output)
-                raise
             assert code == 0, host.output
             assert re.search(r"\[host\] .* stopped cleanly", host.output), host.output
             for slug in BOTS:
@@ -384,8 +394,7 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
             )
             args = ["text-bot", "crm-bot", "media-bot", "./text-bot", str(not_a_bot), str(needy)]
             host = HostProcess(ecosystem, args, tmp_path / "health")
-            await host.start()
-            try:
+            async with host.running():
                 await host.wait_for(r"text-bot: polling", 90)
                 await host.wait_for(r"crm-bot: configuration error")
                 await Traffic().starts(apis["text-bot"], 2)
@@ -411,11 +420,6 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
                 await host.wait_for(r"crm-bot: polling", 60)
                 await Traffic(200_000).starts(apis["crm-bot"], 1)
                 code = await host.stop()
-            except BaseException:
-                if host.process is not None and host.process.returncode is None:
-                    host.process.kill()
-                print(host.output)
-                raise
             assert code == 0, host.output
 
     asyncio.run(scenario())
@@ -475,6 +479,7 @@ def _compose_files(eco: Path) -> Mapping[str, Any]:
 
 @HOST
 def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
+    assert not jinja_leftovers(ecosystem)
     check_jsonschema("vendor.compose-spec", [ecosystem / "compose.yaml"])
     model = _compose_files(ecosystem)
     services = model["services"]
