@@ -13,10 +13,10 @@ import pytest
 from ecosystem_shared import analytics as analytics_module
 from ecosystem_shared import analytics_store
 from ecosystem_shared.analytics import Analytics, parse_counters
-from ecosystem_shared.analytics_store import write_batch
+from ecosystem_shared.analytics_store import UserRow, upsert_users, write_batch
 from ecosystem_shared.db import Database
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
-from ecosystem_shared.sanitize import MAX_EVENT_DATA_BYTES, MAX_STRING
+from ecosystem_shared.sanitize import MAX_EVENT_DATA_BYTES, MAX_STRING, NAME_LIMIT
 from ecosystem_shared.testing.postgres import PostgresServer
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows, wait_until
 
@@ -254,6 +254,21 @@ async def test_nul_bytes_surrogates_and_huge_values_are_stored(
     bad = await fetch(database_url, "SELECT telegram_id FROM shared.analytics_events"
                       " WHERE event_type = 'bad_id'")  # fmt: skip
     assert [r["telegram_id"] for r in bad] == [None, None, None]
+
+
+async def test_user_rows_of_any_writer_are_stored_within_caps(db_conn: asyncpg.Connection) -> None:
+    """The path a bot's own service (e.g. the CRM) uses to store users: UserRow + upsert_users."""
+    name = ("Ω\x00\ud800" * 2604)[:7811]  # 7,811 characters, NUL bytes, a lone surrogate
+    now = datetime.now(UTC)
+    await upsert_users(db_conn, [UserRow(11, name, name, name, name, now)], timeout=10)
+    row = await db_conn.fetchrow("SELECT * FROM shared.users WHERE telegram_id = 11")
+    assert row is not None
+    for column in ("username", "first_name", "last_name"):
+        assert len(row[column]) <= NAME_LIMIT and "\x00" not in row[column]
+        assert row[column].startswith("Ω?Ω?")  # cut and repaired, not dropped
+    assert len(row["language_code"]) <= 16
+    with pytest.raises(ValueError, match="not a storable Telegram id"):
+        UserRow(2**63, None, "x", None, None, now)
 
 
 async def test_copy_failure_falls_back_to_insert(
