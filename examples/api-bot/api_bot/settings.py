@@ -18,6 +18,7 @@ class Settings(SharedSettings):
     RATE_LIMIT_SECONDS: float = 3.0
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
+    WEBHOOK_PATH: str = "/webhook/api-bot"
 
     # External API
     EXTERNAL_API_BASE_URL: str = "https://api.example.com"

@@ -4,6 +4,11 @@ Tracking stays off the handler's path: rows go into a bounded in-process buffer 
 background task writes in batches (one transaction per batch, events by binary COPY). When the
 buffer is full the new row is dropped and counted; while the database is down rows are kept and
 retried, so an outage shorter than the buffer loses nothing. ``track_*`` never raises.
+
+Counters (attributes, read in-process; :meth:`Analytics.counters` has them all): ``written``,
+``dropped``, ``pending``, ``upserts_deferred``, and its database's ``connections_lost``.
+``close()`` logs them on one line (:data:`COUNTERS_PREFIX` + JSON) that :func:`parse_counters`
+reads back from a process's output.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -27,18 +33,19 @@ from ecosystem_shared.analytics_store import (
     write_batch,
 )
 from ecosystem_shared.db import Database
-from ecosystem_shared.sanitize import clean_event_data, clean_id, clean_text, optional_text
+from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
 from ecosystem_shared.stats import BotStats, DailyStats, query_daily_stats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Analytics", "BotStats", "DailyStats"]
+__all__ = ["COUNTERS_PREFIX", "Analytics", "BotStats", "DailyStats", "parse_counters"]
+
+COUNTERS_PREFIX = "Analytics counters: "
 
 SYNC_TIMEOUT = 2.0  # the one database call a /start of an unknown user may wait for
 OP_TIMEOUT = 10.0  # each statement of a batch
 CLOSE_TIMEOUT = 5.0
 DROP_WARNING_SECONDS = 60.0
-NAME_LIMIT = 256
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
@@ -69,6 +76,10 @@ class Analytics:
         self._known: OrderedDict[int, None] = OrderedDict()  # ids known to be in shared.users
         self._known_limit = known_users
         self._dropped = 0
+        self.written = 0  # rows committed (users and events)
+        # /start upserts that could not run at once (database busy or lost) and went to the
+        # buffer: the reply did not learn whether the user was new.
+        self.upserts_deferred = 0
         self._unreported_drops = 0
         self._drop_reason = ""
         self._last_drop_warning = -DROP_WARNING_SECONDS
@@ -94,6 +105,15 @@ class Analytics:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "pending": self.pending,
+            "upserts_deferred": self.upserts_deferred,
+            "connections_lost": self.db.connections_lost,  # outages of its database
+        }
 
     async def start(self) -> None:
         if not self._enabled or self._task is not None:
@@ -127,6 +147,8 @@ class Analytics:
         self._report_drops()
         if self._buffer:
             logger.warning("Analytics: %d rows not written at exit", len(self._buffer))
+        if self._enabled:
+            logger.info("%s%s", COUNTERS_PREFIX, json.dumps(self.counters(), sort_keys=True))
 
     # -- tracking (never raises, never waits for the database except a new user's upsert) ----
 
@@ -147,14 +169,7 @@ class Analytics:
             now = datetime.now(UTC)
             is_new = False
             if user_id is not None:
-                user = UserRow(
-                    user_id,
-                    optional_text(username, NAME_LIMIT),
-                    clean_text(first_name or "", NAME_LIMIT),
-                    optional_text(last_name, NAME_LIMIT),
-                    optional_text(language_code, 16),
-                    now,
-                )
+                user = UserRow(user_id, username, first_name or "", last_name, language_code, now)
                 is_new = await self._register(user)
             self._add_event(user_id, "user_start", {"new": True} if is_new else None, bot_name, now)
             return is_new
@@ -231,6 +246,7 @@ class Analytics:
             self._enqueue(user)
             return False
         if not self.db.available:
+            self.upserts_deferred += 1
             self._enqueue(user)
             return False
         # Unknown here: ask the database whether the user is new to the ecosystem. Concurrent
@@ -256,10 +272,12 @@ class Analytics:
                     inserted = await upsert_users(conn, rows, SYNC_TIMEOUT)
             except Exception as error:  # noqa: BLE001 - fall back to the buffer, tell the log
                 logger.warning("Analytics: %d user upserts deferred: %r", len(rows), error)
+                self.upserts_deferred += len(rows)
                 for row in rows:
                     self._enqueue(row)
                 inserted = {}
             else:
+                self.written += len(rows)
                 self._remember(list(inserted))
             for telegram_id, (_, answers) in waiting.items():
                 new = inserted.get(telegram_id, False)
@@ -367,4 +385,15 @@ class Analytics:
                 else:
                     written += len(batch)
                     self._remember(user_ids)
+            self.written += written
         return written
+
+
+def parse_counters(output: str) -> dict[str, int] | None:
+    """The counters of the last :data:`COUNTERS_PREFIX` line in a process's log (None: none)."""
+    found = None
+    for line in output.splitlines():
+        _, prefix, payload = line.partition(COUNTERS_PREFIX)
+        if prefix:
+            found = {str(key): int(value) for key, value in json.loads(payload).items()}
+    return found

@@ -12,6 +12,13 @@ import asyncpg
 
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.sanitize import (
+    LANGUAGE_CODE_LIMIT,
+    NAME_LIMIT,
+    clean_id,
+    clean_text,
+    optional_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -20,28 +27,24 @@ EVENT_COLUMNS = ("telegram_id", "bot_name", "event_type", "event_data", "created
 RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)
 
 
-def _newer(column: str) -> str:
-    return (
-        f"{column} = CASE WHEN EXCLUDED.last_seen >= u.last_seen"
-        f" THEN EXCLUDED.{column} ELSE u.{column} END"
-    )
-
-
 # A row buffered during an outage may be older than what another bot wrote since: newer facts
 # win, first_seen only moves back, and a placeholder's empty first_name is always replaced.
 # One statement for many users (arrays in, one row per user out): a burst of /starts from new
 # users costs one round trip, not one each. Ids must be unique within a call.
-UPSERT_USERS = f"""
+UPSERT_USERS = """
 INSERT INTO shared.users AS u
     (telegram_id, username, first_name, last_name, language_code, first_seen, last_seen)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::timestamptz[], $6::timestamptz[])
 ON CONFLICT (telegram_id) DO UPDATE SET
-    {_newer("username")},
+    username = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                    THEN EXCLUDED.username ELSE u.username END,
     first_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen OR u.first_name = ''
                       THEN EXCLUDED.first_name ELSE u.first_name END,
-    {_newer("last_name")},
-    {_newer("language_code")},
+    last_name = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                     THEN EXCLUDED.last_name ELSE u.last_name END,
+    language_code = CASE WHEN EXCLUDED.last_seen >= u.last_seen
+                         THEN EXCLUDED.language_code ELSE u.language_code END,
     first_seen = LEAST(u.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(u.last_seen, EXCLUDED.last_seen)
 RETURNING telegram_id, (xmax = 0) AS inserted
@@ -62,12 +65,24 @@ VALUES ($1, $2, $3, $4, $5)
 
 @dataclass(slots=True)
 class UserRow:
+    """One user for ``shared.users``, made storable when built (see sanitize.py): over-long
+    names are cut, NUL bytes and invalid UTF-8 removed. An id that no BIGINT holds (Telegram's
+    have at most 52 bits) raises ValueError."""
+
     telegram_id: int
     username: str | None
     first_name: str
     last_name: str | None
     language_code: str | None
     seen_at: datetime
+
+    def __post_init__(self) -> None:
+        if clean_id(self.telegram_id) is None:
+            raise ValueError(f"not a storable Telegram id: {self.telegram_id!r}")
+        self.username = optional_text(self.username, NAME_LIMIT)
+        self.first_name = clean_text(self.first_name or "", NAME_LIMIT)
+        self.last_name = optional_text(self.last_name, NAME_LIMIT)
+        self.language_code = optional_text(self.language_code, LANGUAGE_CODE_LIMIT)
 
     def args(self) -> tuple[Any, ...]:
         return (self.telegram_id, self.username, self.first_name, self.last_name,
@@ -81,7 +96,8 @@ Row = UserRow | EventRow
 async def upsert_users(
     conn: asyncpg.Connection, users: Iterable[UserRow], timeout: float
 ) -> dict[int, bool]:
-    """Insert or refresh users (one per id, the last given wins); ``{id: inserted}``.
+    """Insert or refresh users (one per id, the last given wins); ``{id: inserted}``. The only
+    writer of user data into ``shared.users``: every bot's code that stores users calls it.
 
     Sorted by id: concurrent bots lock the same rows in the same order (no deadlock)."""
     latest = {user.telegram_id: user for user in users}

@@ -14,6 +14,11 @@ class SharedTexts:
     digest_empty: str
     digest_line: str  # {bot_name} {new_users} {starts} {errors}
     digest_total: str  # {new_users}
+    chart_title: str  # {first} {last} {timezone}
+    chart_new_users: str
+    chart_active_users: str
+    chart_main_events: str
+    chart_empty: str
 
 
 TEXTS: dict[str, SharedTexts] = {
@@ -25,6 +30,11 @@ TEXTS: dict[str, SharedTexts] = {
         digest_empty="Событий за сутки не было.",
         digest_line=("<b>{bot_name}</b>: новых {new_users}, /start {starts}, ошибок {errors}"),
         digest_total="Новых пользователей в экосистеме: {new_users}",
+        chart_title="Боты за 14 дней: {first} – {last} ({timezone})",
+        chart_new_users="Новые пользователи (впервые в экосистеме)",
+        chart_active_users="Активные пользователи",
+        chart_main_events="Основные события: фото и видео, команды, заказы",
+        chart_empty="Нет данных за 14 дней",
     ),
     "en": SharedTexts(
         error="😔 Something went wrong. We are on it; please try again a bit later.",
@@ -34,6 +44,11 @@ TEXTS: dict[str, SharedTexts] = {
         digest_empty="No events in the last 24 hours.",
         digest_line="<b>{bot_name}</b>: new {new_users}, /start {starts}, errors {errors}",
         digest_total="New users in the ecosystem: {new_users}",
+        chart_title="Bots over 14 days: {first} – {last} ({timezone})",
+        chart_new_users="New users (new to the ecosystem)",
+        chart_active_users="Active users",
+        chart_main_events="Main events: photos and videos, commands, orders",
+        chart_empty="No data for 14 days",
     ),
 }
 

@@ -22,6 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from ecosystem_shared.analytics_store import RETRYABLE
 from ecosystem_shared.db import Database
+from ecosystem_shared.sanitize import NAME_LIMIT, optional_text
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -64,7 +65,8 @@ async def send_digest_once(
     """Send the digest of ``day`` unless some process already did; True if this call sent it."""
     try:
         async with db.acquire() as conn:
-            claimed = await conn.fetchval(_CLAIM, job, day, bot_name, STALE_CLAIM)
+            bot = optional_text(bot_name, NAME_LIMIT)
+            claimed = await conn.fetchval(_CLAIM, job, day, bot, STALE_CLAIM)
     except (*RETRYABLE, asyncpg.PostgresError) as error:
         logger.warning("Digest %s for %s not claimed: %s", job, day, error)
         return False

@@ -7,10 +7,12 @@ variables. :func:`load_settings` turns a validation error into one readable line
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import pytz
 from annotated_types import BaseMetadata
@@ -22,13 +24,15 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
+from ecosystem_shared.log import secrets_of
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 S = TypeVar("S", bound="SharedSettings")
+MIN_WEBHOOK_SECRET = 32
 
 
 class SharedSettings(BaseSettings):
@@ -63,11 +67,26 @@ class SharedSettings(BaseSettings):
 
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
+    # The 14-day chart sent with the digest and by /stats (drawn in a subprocess).
+    DIGEST_CHART: bool = True
+    DIGEST_CHART_TIMEOUT: float = Field(default=60.0, gt=0, le=600)
 
-    HEALTH_FILE: Path | None = Path("/tmp/bot-alive")
+    HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
 
-    # Comma-separated Telegram user ids allowed to run admin commands.
-    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
+    # How updates arrive: long polling (one process per token) or a webhook (any number of
+    # processes behind a reverse proxy; see ecosystem_shared/webhook.py).
+    RUN_MODE: Literal["polling", "webhook"] = "polling"
+    WEBHOOK_BASE_URL: str | None = None  # public origin Telegram posts to, https://bots.example.com
+    WEBHOOK_PATH: str = "/webhook"  # a bot's Settings derives it from its slug
+    WEBHOOK_SECRET: SecretStr | None = None  # X-Telegram-Bot-Api-Secret-Token, 32-256 characters
+    WEBHOOK_LISTEN_HOST: str = "127.0.0.1"  # the container's compose fragment sets 0.0.0.0
+    WEBHOOK_LISTEN_PORT: int = Field(default=8080, ge=1, le=65535)
+    WEBHOOK_MAX_CONNECTIONS: int = Field(default=40, ge=1, le=100)
+    # With several replicas, deleting the webhook when one stops cuts off all of them.
+    WEBHOOK_DELETE_ON_SHUTDOWN: bool = False
+
+    # Shared state of several processes (FSM, per-user locks, rate limits); empty = in memory.
+    REDIS_URL: SecretStr | None = None
 
     @field_validator("BOT_TOKEN")
     @classmethod
@@ -78,7 +97,15 @@ class SharedSettings(BaseSettings):
             raise ValueError("expected the token from @BotFather, like 123456789:AAE...")
         return value
 
-    @field_validator("DATABASE_URL", "TELEGRAM_API_BASE_URL", "ANALYTICS_CHANNEL_ID", mode="before")
+    @field_validator(
+        "DATABASE_URL",
+        "TELEGRAM_API_BASE_URL",
+        "ANALYTICS_CHANNEL_ID",
+        "WEBHOOK_BASE_URL",
+        "WEBHOOK_SECRET",
+        "REDIS_URL",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `.env` templates leave optional values empty (`TELEGRAM_API_BASE_URL=`).
@@ -103,6 +130,61 @@ class SharedSettings(BaseSettings):
         if not value.startswith(("http://", "https://")) or "://" == value[-3:]:
             raise ValueError("expected an http(s) URL such as http://telegram-bot-api:8081")
         return value.rstrip("/")
+
+    @field_validator("WEBHOOK_BASE_URL")
+    @classmethod
+    def _webhook_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("RUN_MODE") == "webhook":
+                raise ValueError(
+                    "is required when RUN_MODE=webhook: the public https:// origin Telegram"
+                    " sends updates to, e.g. https://bots.example.com"
+                )
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected the public origin, e.g. https://bots.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("expected no ?query or #fragment (the path is WEBHOOK_PATH)")
+        return value.rstrip("/")
+
+    @field_validator("WEBHOOK_PATH")
+    @classmethod
+    def _webhook_path(cls, value: str) -> str:
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError("expected a URL path such as /webhook/picture-bot")
+        return value
+
+    @field_validator("WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        webhook = info.data.get("RUN_MODE") == "webhook"
+        secret = value.get_secret_value() if value is not None else ""
+        if value is None and not webhook:
+            return None
+        # Telegram takes 1-256 characters of A-Z a-z 0-9 _ - (Bot API, setWebhook secret_token);
+        # fewer than 32 would be guessable.
+        if len(secret) < MIN_WEBHOOK_SECRET:
+            raise ValueError(
+                f"must be at least {MIN_WEBHOOK_SECRET} characters"
+                + (" when RUN_MODE=webhook" if value is None else f" (got {len(secret)})")
+                + "; generate one with: openssl rand -hex 32"
+            )
+        if len(secret) > 256 or not re.fullmatch(r"[A-Za-z0-9_-]+", secret):
+            raise ValueError(
+                "Telegram accepts 32-256 characters of A-Z, a-z, 0-9, _ and - only"
+                " (openssl rand -hex 32 gives a valid one)"
+            )
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("expected redis://[:password@]host:6379/0 (or rediss://, unix://)")
+        return value
 
     @field_validator("HEALTH_FILE", mode="before")
     @classmethod
@@ -145,19 +227,23 @@ class SharedSettings(BaseSettings):
                 raise ValueError(error.errors()[0]["msg"]) from None
         return value
 
-    @field_validator("ADMIN_USER_IDS", mode="before")
-    @classmethod
-    def _id_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            items = [item.strip() for item in value.split(",") if item.strip()]
-            if not all(item.lstrip("-").isdigit() for item in items):
-                raise ValueError("expected comma-separated numeric Telegram user ids")
-            return frozenset(int(item) for item in items)
-        return value
-
     @property
     def database_dsn(self) -> str | None:
         return self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else None
+
+    @property
+    def redis_url(self) -> str | None:
+        return self.REDIS_URL.get_secret_value() if self.REDIS_URL else None
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.WEBHOOK_SECRET.get_secret_value() if self.WEBHOOK_SECRET else ""
+
+    def log_secrets(self) -> list[str]:
+        """Literal strings the log redacts: token, database and Redis passwords, webhook secret."""
+        found = secrets_of(self.BOT_TOKEN.get_secret_value(), self.database_dsn)
+        redis_password = urlsplit(self.redis_url).password if self.redis_url else None
+        return found + [value for value in (redis_password, self.webhook_secret) if value]
 
     @property
     def analytics_enabled(self) -> bool:

@@ -25,7 +25,10 @@ __all__ = [
     "touch_liveness",
 ]
 
-DEFAULT_HEALTH_FILE = Path("/tmp/bot-alive")
+# The image's /tmp is the container's own tmpfs (compose.yaml: read_only root, `tmpfs: /tmp`),
+# written by the bot's user alone. Elsewhere (a shared machine) touch_liveness refuses a symlink
+# or a file of another user planted at this fixed name, so the name is no foothold (bandit B108).
+DEFAULT_HEALTH_FILE = Path("/tmp/bot-alive")  # nosec B108
 # Four missed 30-second touches: one slow getUpdates round or a GC pause is not an outage.
 DEFAULT_MAX_AGE_SECONDS = 120.0
 
@@ -42,7 +45,16 @@ def touch_liveness(path: Path | str) -> bool:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch(exist_ok=True)  # an existing file gets its mtime set to now
+        # Never through a symlink (ELOOP), never another user's file: at a fixed name in a
+        # shared directory either would let someone else choose what the bot writes.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            owner = os.fstat(fd).st_uid
+            if owner != os.geteuid():
+                raise PermissionError(f"owned by uid {owner}, not by this process")
+            os.utime(fd)  # an existing file gets its mtime set to now
+        finally:
+            os.close(fd)
     except OSError as error:
         if target not in _warned:
             _warned.add(target)

@@ -1,8 +1,13 @@
 """Start a bot: settings, logging, database, analytics, middlewares, digest, polling, shutdown.
 
+``RUN_MODE=webhook`` serves updates over HTTP instead of polling (``ecosystem_shared.webhook``),
+and ``REDIS_URL`` shares FSM, per-user locks and rate limits between instances
+(``ecosystem_shared.shared_state``).
+
 A bot's ``__main__`` calls :func:`run_bot` with its settings class and router factory.
-:func:`build_services` and :func:`build_dispatcher` are separate so tests and benchmarks can
-assemble the same dispatcher in-process.
+:func:`build_services`, :func:`build_dispatcher` and :func:`build_scheduler` are separate so
+that tests can assemble the same dispatcher and digest schedule in-process (the hostile-updates
+harness and the digest tests do; the benchmark runs ``python -m <bot>`` as a process).
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ import gc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytz
 from aiogram import Bot, Dispatcher, Router
@@ -27,16 +32,22 @@ from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import schedule_digest, send_digest_once
+from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.health import touch_liveness
-from ecosystem_shared.log import secrets_of, setup_logging
-from ecosystem_shared.middlewares import ErrorMiddleware, RateLimitMiddleware
+from ecosystem_shared.log import setup_logging
+from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
+from ecosystem_shared.middlewares.rate_limit import RedisRateLimiter
 from ecosystem_shared.migrations import shared_migrations
 from ecosystem_shared.notifications import Notifier
 from ecosystem_shared.telegram import PollingWatch, build_bot
 from ecosystem_shared.texts import shared_texts
 
+if TYPE_CHECKING:  # imported when used: a polling bot without REDIS_URL loads neither
+    from ecosystem_shared.shared_state import SharedState
+
 S = TypeVar("S", bound=SharedSettings)
 RouterFactory = Callable[[Any], Router]
+Clock = Callable[[tzinfo], datetime]  # datetime.now's signature: the current time in a zone
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +66,8 @@ class Services:
     db: Database
     analytics: Analytics
     notifier: Notifier
+    charts: ChartService
+    shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -62,6 +75,7 @@ class Services:
             "db": self.db,
             "analytics": self.analytics,
             "notifier": self.notifier,
+            "charts": self.charts,
             "bot_name": self.settings.BOT_NAME,
         }
 
@@ -82,17 +96,41 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         batch_size=settings.ANALYTICS_BATCH_SIZE,
         flush_seconds=settings.ANALYTICS_FLUSH_SECONDS,
     )
-    notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE)
-    return Services(settings, bot, db, analytics, notifier)
+    charts = ChartService(
+        db,
+        analytics,
+        timezone=settings.DIGEST_TIMEZONE,
+        language=settings.LANGUAGE,
+        timeout=settings.DIGEST_CHART_TIMEOUT,
+        enabled=settings.DIGEST_CHART,
+    )
+    notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    shared = None
+    if settings.redis_url:
+        from ecosystem_shared.shared_state import SharedState
+
+        shared = SharedState(settings.redis_url)
+    return Services(settings, bot, db, analytics, notifier, charts, shared)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
     settings = services.settings
     texts = shared_texts(settings.LANGUAGE)
-    dp = Dispatcher(**services.workflow_data())
-    secrets = secrets_of(settings.BOT_TOKEN.get_secret_value(), settings.database_dsn)
-    dp.update.outer_middleware(ErrorMiddleware(texts.error, secrets))
-    limiter = RateLimitMiddleware(settings.RATE_LIMIT_SECONDS, texts.rate_limited)
+    shared = services.shared
+    fsm: dict[str, Any] = {}
+    if shared is not None:
+        fsm = {"storage": shared.storage, "events_isolation": shared.events_isolation}
+    dp = Dispatcher(**fsm, **services.workflow_data())
+    secrets = settings.log_secrets()
+    # After every errors handler of the bot's routers: see middlewares/errors.py.
+    dp.errors.outer_middleware(ErrorReporter(texts.error, secrets))
+    dp.update.middleware(skip_unknown_updates)  # inner: right before aiogram's update routing
+    limiter = RateLimitMiddleware(
+        settings.RATE_LIMIT_SECONDS,
+        texts.rate_limited,
+        shared=RedisRateLimiter(shared.redis, settings.RATE_LIMIT_SECONDS) if shared else None,
+        health=shared.health if shared else None,
+    )
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
@@ -100,21 +138,22 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     return dp
 
 
-async def _keep_alive(path: Path | None, polling: PollingWatch) -> None:
-    """Touch the liveness file while Telegram answers our long polls."""
+async def _keep_alive(path: Path | None, polling: PollingWatch | None) -> None:
+    """Touch the liveness file while Telegram answers our long polls (webhook mode: while the
+    server's event loop runs)."""
     while path is not None:
-        if polling.seconds_since_answer < POLLING_STALE_SECONDS:
+        if polling is None or polling.seconds_since_answer < POLLING_STALE_SECONDS:
             touch_liveness(path)
         await asyncio.sleep(LIVENESS_SECONDS)
 
 
-async def run_services(
-    services: Services,
-    dp: Dispatcher,
-    commands: Sequence[BotCommand] = (),
-) -> None:
+def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOScheduler:
+    """The bot's scheduler (not started) with the daily digest job when a channel and a database
+    are configured. ``clock`` gives the current time in a zone (tests pass a fake one: the
+    catch-up decision and the digest's day follow it; the job's trigger is APScheduler's)."""
     settings = services.settings
     tz = pytz.timezone(settings.DIGEST_TIMEZONE)
+    now = clock or datetime.now
     scheduler = AsyncIOScheduler(timezone=tz)
 
     async def digest_job() -> None:
@@ -122,22 +161,37 @@ async def run_services(
             services.db,
             services.analytics,
             services.notifier,
-            day=datetime.now(tz).date(),
+            day=now(tz).date(),
             bot_name=settings.BOT_NAME,
         )
 
-    await services.db.start()
-    await services.analytics.start()
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
         schedule_digest(
             scheduler,
             at=settings.DIGEST_TIME,
             timezone=settings.DIGEST_TIMEZONE,
             callback=digest_job,
+            now=now(tz),
         )
+    return scheduler
+
+
+async def run_services(
+    services: Services,
+    dp: Dispatcher,
+    commands: Sequence[BotCommand] = (),
+) -> None:
+    scheduler = build_scheduler(services)
+    settings = services.settings
+    await services.db.start()
+    await services.analytics.start()
+    if services.shared is not None:
+        await services.shared.check()
     scheduler.start()
-    polling = PollingWatch()
-    services.bot.session.middleware(polling)
+    webhook = settings.RUN_MODE == "webhook"
+    polling = None if webhook else PollingWatch()
+    if polling is not None:
+        services.bot.session.middleware(polling)
     liveness = asyncio.create_task(_keep_alive(settings.HEALTH_FILE, polling))
     try:
         if commands:
@@ -147,19 +201,34 @@ async def run_services(
         # of the collector's sight, or each full collection rescans ~200k objects mid-burst.
         gc.collect()
         gc.freeze()
-        await dp.start_polling(
-            services.bot,
-            allowed_updates=dp.resolve_used_update_types(),
-            handle_signals=True,
-            close_bot_session=False,
-        )
+        if webhook:
+            from ecosystem_shared.webhook import serve_webhook
+
+            await serve_webhook(services.bot, dp, settings, partial(_status, services))
+        else:
+            await dp.start_polling(
+                services.bot,
+                allowed_updates=dp.resolve_used_update_types(),
+                handle_signals=True,
+                close_bot_session=False,
+            )
     finally:
         liveness.cancel()
         scheduler.shutdown(wait=False)
         await services.analytics.close()
         await services.db.close()
+        if services.shared is not None:
+            await services.shared.close()
         await services.bot.session.close()
     logger.info("Stopped cleanly")  # not reached when polling ended with an error
+
+
+def _status(services: Services) -> dict[str, Any]:
+    """What the webhook's health endpoint reports beyond "ok" (degraded, still answering)."""
+    status: dict[str, Any] = {"database": "ok" if services.db.available else "unavailable"}
+    if services.shared is not None:
+        status["redis"] = "unavailable" if services.shared.health.down else "ok"
+    return status
 
 
 def run_bot(
@@ -171,9 +240,7 @@ def run_bot(
 ) -> int:
     """Synchronous entry point used by ``python -m <package>``; returns the exit status."""
     settings = load_settings(settings_cls)
-    setup_logging(
-        settings.LOG_LEVEL, secrets_of(settings.BOT_TOKEN.get_secret_value(), settings.database_dsn)
-    )
+    setup_logging(settings.LOG_LEVEL, settings.log_secrets())
     logger.info("Starting %s", settings.BOT_NAME)
 
     async def main() -> None:
@@ -191,4 +258,13 @@ def run_bot(
     return 0
 
 
-__all__ = ["Services", "build_dispatcher", "build_services", "partial", "run_bot", "run_services"]
+__all__ = [
+    "Clock",
+    "Services",
+    "build_dispatcher",
+    "build_scheduler",
+    "build_services",
+    "partial",
+    "run_bot",
+    "run_services",
+]

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from ecosystem_shared.config import SharedSettings
 
-from .services.media import url_template_error
+from .services.media import ROUTE_MAP_URL, base_url_error
 
 # The bot's own SQL, applied at start after the shared schema (idempotent, in name order).
 MIGRATIONS = sorted((Path(__file__).parent / "migrations").glob("*.sql"))
@@ -20,30 +20,41 @@ class Settings(SharedSettings):
     RATE_LIMIT_SECONDS: float = 3.0
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
+    WEBHOOK_PATH: str = "/webhook/picture-bot"
     TELEGRAM_API_BASE_URL: str | None = "http://telegram-bot-api:8081"
     TELEGRAM_API_LOCAL: bool = True
 
-    # Media: where an article's photos and video come from, and how large they may be
-    MEDIA_PHOTO_URL: str = (
-        "https://basket-{basket}.wbbasket.ru/vol{vol}/part{part}/{nm_id}/images/big/{n}.webp"
-    )
-    MEDIA_VIDEO_URL: str | None = None
+    # Media: the Wildberries CDN (names of the seed's section 8.4) and what may be sent
+    WB_API_TIMEOUT: float = Field(default=30.0, gt=0, le=600)
+    WB_RATE_LIMIT_DELAY: float = Field(default=0.01, ge=0, le=60)
+    WB_ROUTE_MAP_URL: str | None = ROUTE_MAP_URL
+    WB_ROUTE_MAP_FILE: Path | None = Path("/tmp/wb-route-map.json")
+    WB_ROUTE_MAP_REFRESH_HOURS: float = Field(default=6.0, gt=0, le=168)
+    WB_PHOTO_BASE_URL: str = "https://{host}"
+    WB_VIDEO_BASE_URL: str = "https://{host}"
     MEDIA_MAX_PHOTOS: int = Field(default=30, ge=1, le=100)
-    MEDIA_TIMEOUT: float = Field(default=30.0, gt=0, le=600)
     MEDIA_UPLOAD_LIMIT_MB: float = Field(default=50.0, gt=0, le=2000)
+    HLS_MAX_VIDEO_SIZE_MB: float = Field(default=100.0, gt=0, le=2000)
     FFMPEG_PATH: str = "ffmpeg"
     FFMPEG_TIMEOUT: float = Field(default=300.0, gt=0, le=3600)
     LOCAL_FILES_DIR: Path = Path("/srv/bot-files")
 
-    @field_validator("MEDIA_VIDEO_URL", mode="before")
+    @field_validator("WB_ROUTE_MAP_URL", "WB_ROUTE_MAP_FILE", mode="before")
     @classmethod
-    def _no_video(cls, value: object) -> object:
+    def _empty_is_off(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("MEDIA_PHOTO_URL", "MEDIA_VIDEO_URL")
+    @field_validator("WB_ROUTE_MAP_URL")
     @classmethod
-    def _url_template(cls, value: str | None) -> str | None:
-        error = value and url_template_error(value)
+    def _route_map_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http(s) URL, or empty for the built-in table only")
+        return value
+
+    @field_validator("WB_PHOTO_BASE_URL", "WB_VIDEO_BASE_URL")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        error = base_url_error(value)
         if error:
             raise ValueError(error)
         return value

@@ -29,7 +29,7 @@ TEXTS: dict[str, BotTexts] = {
         ),
         unknown="Не понял. Команды: /help",
         bad_article=(
-            "Артикул — это число от 1 до 999999999, например 12345678"
+            "Артикул — это число от 1 до 9999999999, например 12345678"
             " (можно прислать и ссылку на товар)."
         ),
         media_caption="Артикул {nm_id}",
@@ -50,7 +50,7 @@ TEXTS: dict[str, BotTexts] = {
         ),
         unknown="I did not get that. Commands: /help",
         bad_article=(
-            "An article number is a number from 1 to 999999999, e.g. 12345678"
+            "An article number is a number from 1 to 9999999999, e.g. 12345678"
             " (a product link works too)."
         ),
         media_caption="Article {nm_id}",

@@ -111,6 +111,7 @@ class Database:
         self._closed = False
         self._reconnect_task: asyncio.Task[None] | None = None
         self._last_problem: str | None = None
+        self.connections_lost = 0  # times a connected database was found lost (an outage each)
         # Called (awaited, errors logged) after every successful (re)connection.
         self.on_connected: list[OnConnected] = []
 
@@ -178,6 +179,7 @@ class Database:
         if self._closed or self._pool is None:
             return
         if self._healthy:
+            self.connections_lost += 1
             logger.warning(
                 "Lost the database %s (%s: %s); reconnecting in the background",
                 self.target,

@@ -1,5 +1,9 @@
 """Make user-supplied values storable: PostgreSQL rejects NUL bytes and invalid UTF-8 in text and
-jsonb, and one huge value must not bloat a batch. Used by analytics before buffering."""
+jsonb, and one huge value must not bloat a batch.
+
+The one path into the shared tables: events are cleaned by analytics before buffering, rows of
+``shared.users`` when an ``analytics_store.UserRow`` is built (analytics and bots' own services,
+e.g. the CRM, write users only through ``analytics_store.upsert_users``)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,11 @@ MAX_ITEMS = 100  # keys of a dict / items of a list
 MAX_DEPTH = 8
 PREVIEW_CHARS = 1024  # kept from an event_data that was too large
 BIGINT = 2**63
+NAME_LIMIT = 256  # characters of a username, first or last name, and of a bot name
+LANGUAGE_CODE_LIMIT = 16
+# Telegram's own limit for a first or last name (a username is 5-32 characters):
+# https://limits.tginfo.me/en, read 2026-12-01.
+DISPLAY_NAME_LIMIT = 64
 
 
 def clean_text(value: object, limit: int = MAX_STRING) -> str:
@@ -28,6 +37,12 @@ def clean_text(value: object, limit: int = MAX_STRING) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def display_name(value: object) -> str:
+    """A name users sent, fit to be put into a message the bot sends (which must be valid UTF-8:
+    a lone surrogate makes the request fail before it leaves) and no longer than Telegram's."""
+    return clean_text(value, DISPLAY_NAME_LIMIT)
 
 
 def optional_text(value: object, limit: int) -> str | None:

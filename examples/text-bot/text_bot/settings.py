@@ -16,3 +16,4 @@ class Settings(SharedSettings):
     RATE_LIMIT_SECONDS: float = 3.0
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
+    WEBHOOK_PATH: str = "/webhook/text-bot"

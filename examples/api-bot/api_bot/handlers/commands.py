@@ -5,11 +5,17 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.notifications import MESSAGE_LIMIT
+from ecosystem_shared.sanitize import clean_text
 
-router = Router(name="commands")
+
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="commands")
+    routes.message.register(command_used, Command("echo", "about"))
+    return routes
 
 
-@router.message(Command("echo", "about"))
 async def command_used(message: Message, command: CommandObject, analytics: Analytics) -> None:
     user = message.from_user
     await analytics.track_event(
@@ -18,6 +24,8 @@ async def command_used(message: Message, command: CommandObject, analytics: Anal
         event_data={"command": command.command, "args": command.args},
     )
     if command.command == "echo":
-        await message.answer(command.args or "…")
+        # Whatever the user sent, as a message Telegram takes: valid UTF-8, not too long.
+        echo = clean_text(command.args or "", MESSAGE_LIMIT)
+        await message.answer(echo if echo.strip() else "…")
     else:
         await message.answer("Built from the ecosystem bot template.")

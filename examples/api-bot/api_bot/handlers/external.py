@@ -13,10 +13,16 @@ from ..services.external_api import ExternalApiClient, ServerError
 from ..settings import Settings
 from ..texts import bot_texts
 
-router = Router(name="external")
+
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="external")
+    routes.startup.register(open_client)
+    routes.shutdown.register(close_client)
+    routes.message.register(get_data, Command("getdata"))
+    return routes
 
 
-@router.startup()
 async def open_client(dispatcher: Dispatcher, settings: Settings) -> None:
     key = settings.EXTERNAL_API_KEY.get_secret_value() if settings.EXTERNAL_API_KEY else None
     dispatcher["external_api"] = ExternalApiClient(
@@ -24,7 +30,6 @@ async def open_client(dispatcher: Dispatcher, settings: Settings) -> None:
     )
 
 
-@router.shutdown()
 async def close_client(dispatcher: Dispatcher) -> None:
     # Looked up on the dispatcher: shutdown hooks get the workflow data as it was before startup.
     client = dispatcher.workflow_data.get("external_api")
@@ -32,7 +37,6 @@ async def close_client(dispatcher: Dispatcher) -> None:
         await client.close()
 
 
-@router.message(Command("getdata"))
 async def get_data(
     message: Message, external_api: ExternalApiClient, analytics: Analytics, settings: Settings
 ) -> None:

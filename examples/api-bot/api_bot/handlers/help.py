@@ -8,14 +8,18 @@ from ecosystem_shared.config import SharedSettings
 
 from ..texts import bot_texts
 
-router = Router(name="help")
+
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="help")
+    routes.message.register(help_command, Command("help"))
+    routes.message.register(fallback, F.chat.type == "private")
+    return routes
 
 
-@router.message(Command("help"))
 async def help_command(message: Message, settings: SharedSettings) -> None:
     await message.answer(bot_texts(settings.LANGUAGE).help)
 
 
-@router.message(F.chat.type == "private")
 async def fallback(message: Message, settings: SharedSettings) -> None:
     await message.answer(bot_texts(settings.LANGUAGE).unknown)

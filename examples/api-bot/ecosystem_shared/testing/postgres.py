@@ -4,20 +4,30 @@ Order: ``TEST_DATABASE_URL``, then ``DATABASE_URL``, then a temporary cluster st
 ``initdb``/``pg_ctl`` found on PATH or under ``/usr/lib/postgresql/*/bin`` (run as the
 ``postgres`` user when the tests run as root, because PostgreSQL refuses root). Without any of
 them the tests fail with a message saying what to install or set: they are never skipped.
-Each test gets its own database (``database_url``), dropped afterwards.
+
+Each test gets its own database, dropped afterwards: ``database_url`` is a copy of a template
+database migrated once per session (``CREATE DATABASE ... TEMPLATE``, a file copy instead of
+running the shared SQL again), ``empty_database_url`` a database with nothing in it. The same
+code serves the template repository's tests, its benchmark and its CI, which import this
+module by path, and ``python -m ecosystem_shared.testing.postgres -- <command>`` runs a command
+with ``TEST_DATABASE_URL`` pointing at a throwaway server.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -31,12 +41,22 @@ from ecosystem_shared.migrations import apply_migrations, shared_migrations
 
 __all__ = [
     "PostgresServer",
+    "admin",
+    "create_database",
     "database_url",
     "db",
     "db_conn",
+    "drop_database",
+    "empty_database_url",
     "find_pg_bin",
+    "migrate",
+    "migrated_template",
+    "new_database_name",
     "own_server",
     "postgres_url",
+    "running_server",
+    "server_url",
+    "temporary_database",
     "with_database",
 ]
 
@@ -66,7 +86,9 @@ def free_port() -> int:
 class PostgresServer:
     """A throwaway cluster: ``start()``, ``stop()`` (and start again, same port), ``cleanup()``."""
 
-    def __init__(self, bin_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, bin_dir: Path | None = None, port: int | None = None, max_connections: int = 200
+    ) -> None:
         found = bin_dir or find_pg_bin()
         if found is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -79,6 +101,7 @@ class PostgresServer:
         if self._as_root:
             shutil.chown(self.root, "postgres", "postgres")
         self._initialized = False
+        self.max_connections = max_connections
         self.running = False
 
     @property
@@ -105,7 +128,7 @@ class PostgresServer:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
+            f" -c max_connections={self.max_connections}"
         )
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
                   "-w", "-t", "60", "start")  # fmt: skip
@@ -155,7 +178,8 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-async def _admin(url: str, sql: str) -> None:
+async def admin(url: str, sql: str) -> None:
+    """Run one statement on its own connection (CREATE/DROP DATABASE cannot run in a pool)."""
     conn = await asyncpg.connect(url, timeout=10)
     try:
         await conn.execute(sql)
@@ -163,36 +187,93 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+def new_database_name(prefix: str = "test") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+async def create_database(server: str, name: str, template: str | None = None) -> str:
+    """Create database ``name`` on ``server`` (a copy of ``template`` if given); its URL."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await admin(server, f'CREATE DATABASE "{name}"{copy}')
+    return with_database(server, name)
+
+
+async def drop_database(server: str, name: str) -> None:
+    """Drop ``name`` even while connections to it are open (they are terminated)."""
+    await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def migrate(url: str, files: Sequence[Path] | None = None) -> None:
+    """Apply ``files`` (the shared schema by default) to the database at ``url``."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await configure_connection(conn)
+        await apply_migrations(conn, shared_migrations() if files is None else files)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def temporary_database(
+    server: str, *, prefix: str = "test", template: str | None = None, migrated: bool = False
+) -> AsyncIterator[str]:
+    """A new database on ``server`` (a copy of ``template``, or empty, or with the shared schema
+    when ``migrated``), dropped afterwards with any connection still open to it."""
+    name = new_database_name(prefix)
+    url = await create_database(server, name, template)
+    try:
+        if migrated:
+            await migrate(url)
+        yield url
+    finally:
+        await drop_database(server, name)
+
+
+def server_url() -> str | None:
+    """``TEST_DATABASE_URL`` or ``DATABASE_URL`` when set (None: start a throwaway server)."""
+    for var in ENV_VARS:
+        if os.environ.get(var, "").strip():
+            return os.environ[var].strip()
+    return None
+
+
+@contextlib.contextmanager
+def running_server(**options: Any) -> Iterator[str]:
+    """The URL of the configured server, else of a throwaway one removed afterwards."""
+    configured = server_url()
+    if configured is not None:
+        yield configured
+        return
+    server = PostgresServer(**options)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL server for the whole test session (see the module docstring)."""
-    for var in ENV_VARS:
-        if os.environ.get(var):
-            yield os.environ[var]
-            return
-    if find_pg_bin() is None:
+    if server_url() is None and find_pg_bin() is None:
         pytest.fail(
             "No PostgreSQL for the tests: set TEST_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
             " or install the server binaries (Debian/Ubuntu: apt-get install postgresql)",
             pytrace=False,
         )
     try:
-        server = PostgresServer()
-        server.start()
+        with running_server() as url:
+            yield url
     except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as error:
         pytest.fail(f"Could not start a throwaway PostgreSQL: {error}", pytrace=False)
-    try:
-        yield server.url
-    finally:
-        server.cleanup()
 
 
-@pytest.fixture
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test; dropped (even with open connections) after it."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
+@contextlib.contextmanager
+def _test_database(postgres_url: str, template: str | None) -> Iterator[str]:
+    """A database for a (sync) fixture; a server that refuses it fails the test with why."""
+    name = new_database_name()
     try:
-        run_sync(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+        run_sync(create_database(postgres_url, name, template))
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
         pytest.fail(
             f"Cannot create a test database on {describe_dsn(postgres_url)}"
@@ -202,16 +283,41 @@ def database_url(postgres_url: str) -> Iterator[str]:
     try:
         yield with_database(postgres_url, name)
     finally:
-        run_sync(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_sync(drop_database(postgres_url, name))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_url: str) -> Iterator[str]:
+    """Name of a database with the shared schema, migrated once per session; tests get copies.
+
+    Nobody stays connected to it (``CREATE DATABASE ... TEMPLATE`` refuses a template in use).
+    """
+    with _test_database(postgres_url, None) as url:
+        run_sync(migrate(url))
+        yield urlsplit(url).path.lstrip("/")
+
+
+@pytest.fixture
+def database_url(postgres_url: str, migrated_template: str) -> Iterator[str]:
+    """A database of its own for one test with the shared schema already applied (a copy of
+    :func:`migrated_template`); dropped (even with open connections) after it."""
+    with _test_database(postgres_url, migrated_template) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test (no schema at all); dropped after it."""
+    with _test_database(postgres_url, None) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
 async def db_conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the test's database with the shared schema applied."""
+    """A connection to the test's database (the shared schema is applied)."""
     conn = await asyncpg.connect(database_url)
     try:
         await configure_connection(conn)
-        await apply_migrations(conn, shared_migrations())
         yield conn
     finally:
         await conn.close()
@@ -236,3 +342,40 @@ def own_server() -> Iterator[PostgresServer]:
         pytest.fail(f"Could not start a private PostgreSQL: {error}", pytrace=False)
     yield server
     server.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecosystem_shared.testing.postgres [options] -- command ...``:
+    run ``command`` with ``TEST_DATABASE_URL`` set to a throwaway server, stopped afterwards
+    (also when this process gets SIGTERM: the command is terminated first)."""
+    parser = argparse.ArgumentParser(prog="python -m ecosystem_shared.testing.postgres")
+    parser.add_argument("--max-connections", type=int, default=200)
+    parser.add_argument("--bin-dir", type=Path, help="initdb/pg_ctl directory (found otherwise)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given")
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+    server = PostgresServer(args.bin_dir, max_connections=args.max_connections)
+    child: subprocess.Popen[bytes] | None = None
+    try:
+        server.start()
+        print(f"PostgreSQL on {server.url} ({server.bin_dir})", file=sys.stderr, flush=True)
+        child = subprocess.Popen(command, env={**os.environ, "TEST_DATABASE_URL": server.url})
+        return child.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            child.wait()
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

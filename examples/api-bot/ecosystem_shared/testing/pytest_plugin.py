@@ -1,9 +1,21 @@
-"""pytest plugin of the test kit: real PostgreSQL and a fake Bot API for every bot's tests.
+"""pytest plugin of the test kit: real PostgreSQL, Redis and a fake Bot API for every bot's tests.
 
 Enabled by ``tests/conftest.py`` (``pytest_plugins = [...]``); fixtures are re-exported here.
+Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before tests are collected.
 """
 
-from ecosystem_shared.testing.postgres import database_url, db, db_conn, own_server, postgres_url
+from ecosystem_shared.testing.hypothesis_profiles import load_profile
+from ecosystem_shared.testing.in_process import in_process_bot
+from ecosystem_shared.testing.postgres import (
+    database_url,
+    db,
+    db_conn,
+    empty_database_url,
+    migrated_template,
+    own_server,
+    postgres_url,
+)
+from ecosystem_shared.testing.servers import redis_server
 from ecosystem_shared.testing.telegram_fixtures import (
     bot_process_factory,
     fake_api,
@@ -15,8 +27,14 @@ __all__ = [
     "database_url",
     "db",
     "db_conn",
+    "empty_database_url",
     "fake_api",
+    "in_process_bot",
+    "migrated_template",
     "own_server",
     "postgres_url",
     "pytest_configure",
+    "redis_server",
 ]
+
+load_profile()

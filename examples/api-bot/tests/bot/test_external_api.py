@@ -35,6 +35,7 @@ async def external_api() -> AsyncIterator[dict[str, Any]]:
     await runner.cleanup()
 
 
+@pytest.mark.slow
 async def test_getdata_retries_then_answers(
     fake_api: FakeBotAPI,
     bot_process_factory: StartBot,
@@ -61,6 +62,7 @@ async def test_getdata_retries_then_answers(
     )
 
 
+@pytest.mark.slow
 async def test_getdata_failure_is_recorded(
     fake_api: FakeBotAPI,
     bot_process_factory: StartBot,

@@ -12,13 +12,13 @@ import pytest
 
 from ecosystem_shared import analytics as analytics_module
 from ecosystem_shared import analytics_store
-from ecosystem_shared.analytics import Analytics
-from ecosystem_shared.analytics_store import write_batch
+from ecosystem_shared.analytics import Analytics, parse_counters
+from ecosystem_shared.analytics_store import UserRow, upsert_users, write_batch
 from ecosystem_shared.db import Database
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
-from ecosystem_shared.sanitize import MAX_EVENT_DATA_BYTES, MAX_STRING
+from ecosystem_shared.sanitize import MAX_EVENT_DATA_BYTES, MAX_STRING, NAME_LIMIT
 from ecosystem_shared.testing.postgres import PostgresServer
-from ecosystem_shared.testing.waiting import fetch, wait_for_rows
+from ecosystem_shared.testing.waiting import fetch, wait_for_rows, wait_until
 
 EVENTS = "SELECT * FROM shared.analytics_events ORDER BY id"
 
@@ -185,6 +185,7 @@ async def test_full_buffer_drops_new_rows_and_warns_once(
     assert len(told) == 2 and "dropped 4 rows" in told[1] and "5 since start" in told[1], told
 
 
+@pytest.mark.slow
 async def test_outage_keeps_rows_until_the_database_returns(own_server: PostgresServer) -> None:
     db = Database(own_server.url, migrations=shared_migrations(), reconnect_seconds=0.2)
     await db.start()
@@ -200,6 +201,7 @@ async def test_outage_keeps_rows_until_the_database_returns(own_server: Postgres
         await asyncio.sleep(0.5)
         assert analytics.pending >= 120
         assert analytics.dropped == 0
+        assert analytics.upserts_deferred == 1  # user 2, stored once the database is back
         await asyncio.to_thread(own_server.start)
         rows = await wait_for_rows(
             own_server.url,
@@ -214,6 +216,9 @@ async def test_outage_keeps_rows_until_the_database_returns(own_server: Postgres
             (2, "Two"),
         ]
         assert analytics.dropped == 0
+        assert db.connections_lost == 1
+        await wait_until(analytics.flush, lambda _: analytics.pending == 0, what="empty buffer")
+        assert analytics.written == 2 + 2 + 120  # users 1 and 2, their starts, the outage
     finally:
         await analytics.close(timeout=2)
         await db.close()
@@ -251,6 +256,21 @@ async def test_nul_bytes_surrogates_and_huge_values_are_stored(
     assert [r["telegram_id"] for r in bad] == [None, None, None]
 
 
+async def test_user_rows_of_any_writer_are_stored_within_caps(db_conn: asyncpg.Connection) -> None:
+    """The path a bot's own service (e.g. the CRM) uses to store users: UserRow + upsert_users."""
+    name = ("Ω\x00\ud800" * 2604)[:7811]  # 7,811 characters, NUL bytes, a lone surrogate
+    now = datetime.now(UTC)
+    await upsert_users(db_conn, [UserRow(11, name, name, name, name, now)], timeout=10)
+    row = await db_conn.fetchrow("SELECT * FROM shared.users WHERE telegram_id = 11")
+    assert row is not None
+    for column in ("username", "first_name", "last_name"):
+        assert len(row[column]) <= NAME_LIMIT and "\x00" not in row[column]
+        assert row[column].startswith("Ω?Ω?")  # cut and repaired, not dropped
+    assert len(row["language_code"]) <= 16
+    with pytest.raises(ValueError, match="not a storable Telegram id"):
+        UserRow(2**63, None, "x", None, None, now)
+
+
 async def test_copy_failure_falls_back_to_insert(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -285,12 +305,22 @@ async def test_disabled_analytics_does_nothing(db: Database, database_url: str) 
     assert await fetch(database_url, "SELECT * FROM shared.users") == []
 
 
-async def test_close_flushes_buffer(db: Database, database_url: str) -> None:
+async def test_close_flushes_buffer_and_logs_the_counters(
+    db: Database, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     analytics = Analytics(db, "Bye Bot", flush_seconds=3600)
     await analytics.start()
     await analytics.track_event(None, "last_words")
-    await analytics.close()
+    zero = {"written": 0, "dropped": 0, "pending": 0, "upserts_deferred": 0, "connections_lost": 0}
+    assert analytics.counters() == zero | {"pending": 1}
+    with caplog.at_level(logging.INFO, logger="ecosystem_shared.analytics"):
+        await analytics.close()
     assert len(await fetch(database_url, EVENTS)) == 1
+    expected = zero | {"written": 1}
+    assert analytics.counters() == expected
+    # What a benchmark or an operator reads back from the process's output.
+    assert parse_counters(caplog.text) == expected
+    assert parse_counters("no such line\n") is None
 
 
 async def test_daily_stats(make_analytics: AnalyticsFactory, database_url: str) -> None:

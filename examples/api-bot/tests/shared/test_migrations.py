@@ -20,8 +20,8 @@ def test_shared_files_in_order() -> None:
     assert SHARED_NAMES[0] == "ecosystem_shared/02-analytics.sql"
 
 
-async def test_apply_is_idempotent(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
+async def test_apply_is_idempotent(empty_database_url: str) -> None:
+    conn = await asyncpg.connect(empty_database_url)
     try:
         assert await apply_migrations(conn, shared_migrations()) == SHARED_NAMES
         assert await apply_migrations(conn, shared_migrations()) == []
@@ -39,8 +39,8 @@ async def test_apply_is_idempotent(database_url: str) -> None:
         await conn.close()
 
 
-async def test_three_concurrent_runs_on_an_empty_database(database_url: str) -> None:
-    conns = [await asyncpg.connect(database_url) for _ in range(3)]
+async def test_three_concurrent_runs_on_an_empty_database(empty_database_url: str) -> None:
+    conns = [await asyncpg.connect(empty_database_url) for _ in range(3)]
     try:
         results = await asyncio.gather(*(apply_migrations(c, shared_migrations()) for c in conns))
         applied = [name for result in results for name in result]
@@ -52,13 +52,13 @@ async def test_three_concurrent_runs_on_an_empty_database(database_url: str) -> 
             await conn.close()
 
 
-async def test_failing_file_rolls_back_everything(database_url: str, tmp_path: Path) -> None:
+async def test_failing_file_rolls_back_everything(empty_database_url: str, tmp_path: Path) -> None:
     good = tmp_path / "pkg" / "migrations" / "10-good.sql"
     good.parent.mkdir(parents=True)
     good.write_text("CREATE TABLE good_table (id int);")
     bad = good.with_name("11-bad.sql")
     bad.write_text("CREATE TABLE broken (;")
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         with pytest.raises(MigrationError, match=r"pkg/11-bad\.sql"):
             await apply_migrations(conn, [*shared_migrations(), good, bad])
@@ -72,12 +72,12 @@ async def test_failing_file_rolls_back_everything(database_url: str, tmp_path: P
 
 
 async def test_changed_file_is_reported_not_rerun(
-    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    empty_database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "bot" / "migrations" / "10-counter.sql"
     path.parent.mkdir(parents=True)
     path.write_text("CREATE TABLE counter (n int); INSERT INTO counter VALUES (1);")
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         assert await apply_migrations(conn, [path]) == ["bot/10-counter.sql"]
         path.write_text("CREATE TABLE counter (n int); INSERT INTO counter VALUES (2);")
@@ -89,10 +89,10 @@ async def test_changed_file_is_reported_not_rerun(
         await conn.close()
 
 
-async def test_files_work_as_plain_init_scripts(database_url: str) -> None:
+async def test_files_work_as_plain_init_scripts(empty_database_url: str) -> None:
     """docker-entrypoint-initdb.d runs the files as they are, in name order; twice is harmless,
     and the bots' migration run afterwards still succeeds."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(empty_database_url)
     try:
         for _ in range(2):
             for path in shared_migrations():

@@ -1,4 +1,8 @@
-"""This bot's handlers. Add a module here and include its router in build_router()."""
+"""This bot's handlers. Add a module with a ``router()`` factory and include it in build_router().
+
+Each call of build_router() builds fresh routers: aiogram attaches a router to one parent only, so
+several dispatchers in one process (tests, a multi-bot host) each get their own.
+"""
 
 from aiogram import Router
 from aiogram.types import BotCommand
@@ -21,10 +25,10 @@ COMMANDS = [
 def build_router(settings: SharedSettings) -> Router:
     router = Router(name="crm_bot")
     router.include_routers(
-        start.router,
-        crm.router,
-        commands.router,
+        start.router(),
+        crm.router(),
+        commands.router(),
         # Last: answers whatever no other handler took.
-        help.router,
+        help.router(),
     )
     return router

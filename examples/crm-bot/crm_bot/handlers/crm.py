@@ -1,30 +1,51 @@
-"""CRM: /subscribe and /orders for users; /grant and /stats for ADMIN_USER_IDS only."""
+"""CRM: /subscribe and /orders for users; /grant and /stats (the digest with its chart) for
+ADMIN_USER_IDS only."""
 
+import re
 from decimal import Decimal
 
 import asyncpg
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import Message, User
 
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.db import Database
+from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.exceptions import DatabaseUnavailable
-from ecosystem_shared.notifications import format_digest
+from ecosystem_shared.notifications import format_digest, send_report
+from ecosystem_shared.sanitize import clean_id
 
 from ..services.crm import CrmRepository
 from ..settings import Settings
 from ..texts import bot_texts
 
-router = Router(name="crm")
+_USER_ID = re.compile(r"-?[0-9]{1,19}")
 
 
-@router.message(Command("subscribe"))
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="crm")
+    routes.message.register(subscribe, Command("subscribe"))
+    routes.message.register(orders, Command("orders"))
+    routes.message.register(grant, Command("grant"))
+    routes.message.register(stats, Command("stats"))
+    return routes
+
+
+def customer(message: Message) -> User | None:
+    """The sender, if it can be a customer. Channel posts have none; an id that no BIGINT column
+    holds is not a Telegram user's: theirs have at most 52 significant bits (Bot API, "User":
+    https://core.telegram.org/bots/api#user, read 2026-12-01)."""
+    user = message.from_user
+    return user if user is not None and clean_id(user.id) is not None else None
+
+
 async def subscribe(
     message: Message, db: Database, analytics: Analytics, settings: Settings
 ) -> None:
     texts = bot_texts(settings.LANGUAGE)
-    user = message.from_user
+    user = customer(message)
     if user is None:
         return
     try:
@@ -46,13 +67,13 @@ async def subscribe(
     await message.answer(texts.subscribed.format(until=f"{expires_at:%Y-%m-%d}"))
 
 
-@router.message(Command("orders"))
 async def orders(message: Message, db: Database, settings: Settings) -> None:
     texts = bot_texts(settings.LANGUAGE)
-    if message.from_user is None:
+    user = customer(message)
+    if user is None:
         return
     try:
-        found = await CrmRepository(db).orders(message.from_user.id)
+        found = await CrmRepository(db).orders(user.id)
     except DatabaseUnavailable:
         await message.answer(texts.unavailable)
         return
@@ -77,18 +98,18 @@ def is_admin(message: Message, settings: Settings) -> bool:
     return message.from_user is not None and message.from_user.id in settings.ADMIN_USER_IDS
 
 
-@router.message(Command("grant"))
 async def grant(message: Message, command: CommandObject, db: Database, settings: Settings) -> None:
     texts = bot_texts(settings.LANGUAGE)
     if not is_admin(message, settings):
         await message.answer(texts.admin_only)
         return
     args = (command.args or "").strip()
-    if not args.lstrip("-").isdigit():
+    telegram_id = clean_id(int(args)) if _USER_ID.fullmatch(args) else None
+    if telegram_id is None:
         await message.answer(texts.grant_usage)
         return
     try:
-        expires_at = await CrmRepository(db).grant(int(args), settings.SUBSCRIPTION_DAYS)
+        expires_at = await CrmRepository(db).grant(telegram_id, settings.SUBSCRIPTION_DAYS)
     except DatabaseUnavailable:
         await message.answer(texts.unavailable)
         return
@@ -98,11 +119,14 @@ async def grant(message: Message, command: CommandObject, db: Database, settings
     await message.answer(texts.granted.format(telegram_id=args, until=f"{expires_at:%Y-%m-%d}"))
 
 
-@router.message(Command("stats"))
-async def stats(message: Message, analytics: Analytics, settings: Settings) -> None:
+async def stats(
+    message: Message, bot: Bot, analytics: Analytics, charts: ChartService, settings: Settings
+) -> None:
+    """The digest on demand: the ecosystem's 14-day chart with the last 24 hours' numbers."""
     if not is_admin(message, settings):
         await message.answer(bot_texts(settings.LANGUAGE).admin_only)
         return
     daily = await analytics.get_daily_stats()
-    for chunk in format_digest(daily, settings.LANGUAGE):
-        await message.answer(chunk, parse_mode="HTML")
+    chart = await charts.render(daily.period_end)
+    chunks = format_digest(daily, settings.LANGUAGE)
+    await send_report(bot, message.chat.id, chunks, chart)

@@ -1,18 +1,15 @@
 """CRM data access (crm.user_profiles, crm.orders). Users referenced must exist in shared.users."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from aiogram.types import User
 
+from ecosystem_shared.analytics_store import UserRow, upsert_users
 from ecosystem_shared.db import Database
 
-_ENSURE_USER = """
-INSERT INTO shared.users (telegram_id, username, first_name, last_name, language_code)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (telegram_id) DO NOTHING
-"""
+TIMEOUT = 10.0  # seconds per statement
 
 _SUBSCRIBE = """
 INSERT INTO crm.user_profiles (telegram_id, subscription_status, subscription_expires_at)
@@ -46,16 +43,20 @@ class CrmRepository:
         self.db = db
 
     async def subscribe(self, user: User, days: int, price: Decimal) -> tuple[datetime, int]:
-        """Premium for ``days`` more days and a paid order; returns (expires_at, order id)."""
+        """Premium for ``days`` more days and a paid order; returns (expires_at, order id).
+
+        The user is stored in shared.users the way analytics stores users (sanitised, newer facts
+        win); a ``user.id`` no BIGINT holds raises ValueError before the database is asked."""
+        row = UserRow(
+            user.id,
+            user.username,
+            user.first_name,
+            user.last_name,
+            user.language_code,
+            datetime.now(UTC),
+        )
         async with self.db.acquire() as conn, conn.transaction():
-            await conn.execute(
-                _ENSURE_USER,
-                user.id,
-                user.username,
-                user.first_name,
-                user.last_name,
-                user.language_code,
-            )
+            await upsert_users(conn, [row], TIMEOUT)
             expires_at: datetime = await conn.fetchval(_SUBSCRIBE, user.id, days)
             order_id: int = await conn.fetchval(_ORDER, user.id, f"premium-{days}d", price, "paid")
             await conn.execute(

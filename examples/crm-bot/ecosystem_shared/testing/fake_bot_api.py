@@ -26,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import BodyPartReader, web
 
+from ecosystem_shared.testing.fake_webhook import WebhookDelivery
+
 __all__ = ["ANONYMOUS_ADMIN_ID", "DEFAULT_TOKEN", "Call", "FakeBotAPI", "UploadedFile"]
 
 
@@ -80,7 +82,7 @@ CANONICAL = {
     for name in _words(
         "getMe getUpdates sendMessage sendPhoto sendVideo sendDocument sendAudio sendVoice"
         " sendAnimation sendMediaGroup setMyCommands deleteWebhook answerCallbackQuery getFile"
-        " logOut close editMessageText deleteMessage sendChatAction"
+        " logOut close editMessageText deleteMessage sendChatAction setWebhook getWebhookInfo"
     )
 }
 
@@ -186,6 +188,13 @@ def _is_local_path(ref: Any) -> bool:
     return isinstance(ref, str) and ref.startswith(("file://", "/"))
 
 
+def _answer(method: Callable[[Params], Any]) -> Callable[[Params, Files], Awaitable[Any]]:
+    async def handler(params: Params, files: Files) -> Any:
+        return method(params)
+
+    return handler
+
+
 class _HtmlChecker(HTMLParser):
     """Telegram's HTML parse mode: known tags only, properly nested; collects the visible text."""
 
@@ -227,6 +236,23 @@ def visible_text(text: str, parse_mode: Any) -> str:
 def _field(params: Params, files: Files, key: str) -> Any:
     """The file reference in ``key``; ``curl -F photo=@x.jpg`` sends the part itself as "photo"."""
     return params.get(key) or (key if key in files else None)
+
+
+def _check_png_dimensions(data: bytes) -> None:
+    """sendPhoto: "The photo's width and height must not exceed 10000 in total. Width and
+    height ratio must be at most 20" (core.telegram.org/bots/api#sendphoto, quoted in
+    y-young/nazurin#10, 2021-02-14); refused with PHOTO_INVALID_DIMENSIONS (nickoala/telepot#135,
+    2016-08-25). Checked for PNG uploads, whose size is in the IHDR chunk; others pass."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if (
+        not width
+        or not height
+        or width + height > 10000
+        or max(width, height) > 20 * min(width, height)
+    ):
+        raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
 
 
 class FakeBotAPI:
@@ -277,6 +303,11 @@ class FakeBotAPI:
         }
         for method in MEDIA_METHODS:  # sendVideo, sendDocument, ...: one implementation
             self._handlers[method] = functools.partial(self._send_media, method)
+        # setWebhook and updates delivered by POST: ecosystem_shared/testing/fake_webhook.py
+        self.webhook = WebhookDelivery(self, ApiError)
+        self._handlers["setwebhook"] = _answer(self.webhook.set_webhook)
+        self._handlers["deletewebhook"] = _answer(self.webhook.delete_webhook)
+        self._handlers["getwebhookinfo"] = _answer(lambda params: self.webhook.info())
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -300,6 +331,7 @@ class FakeBotAPI:
 
     async def stop(self) -> None:
         self._closing = True
+        await self.webhook.stop()
         self._wakeup.set()  # release long polls so that shutdown does not wait for them
         if self._runner is not None:
             await self._runner.cleanup()
@@ -321,6 +353,34 @@ class FakeBotAPI:
         return update
 
     push_raw = push_update  # malformed or unknown update types are delivered as they are
+
+    # Queue access for the webhook delivery (fake_webhook.py).
+    default_allowed = DEFAULT_ALLOWED
+
+    @property
+    def pending(self) -> int:
+        return len(self._updates)
+
+    @property
+    def wakeup_event(self) -> asyncio.Event:
+        return self._wakeup
+
+    def wakeup(self) -> None:
+        self._wakeup.set()
+        self._changed.set()
+
+    def drop_pending(self) -> None:
+        self._updates.clear()
+
+    def deliverable_updates(self) -> list[dict[str, Any]]:
+        self._updates = [update for update in self._updates if self._deliverable(update)]
+        return list(self._updates)
+
+    def confirm(self, update: dict[str, Any]) -> None:
+        """A webhook delivery succeeded: the update leaves the queue."""
+        if update in self._updates:
+            self._updates.remove(update)
+            self.updates_served += 1
 
     @staticmethod
     def user(
@@ -638,6 +698,9 @@ class FakeBotAPI:
         return result | ({"file_name": upload.filename} if upload.filename else {})
 
     def _photo_sizes(self, files: Files, ref: Any) -> list[dict[str, Any]]:
+        upload = files.get(ref.removeprefix("attach://")) if isinstance(ref, str) else None
+        if upload is not None:
+            _check_png_dimensions(upload.data)
         base = self._file_object(files, ref, "photos")
         base.pop("file_name", None)
         return [
@@ -665,6 +728,8 @@ class FakeBotAPI:
         return self.me
 
     async def _get_updates(self, params: Params, files: Files) -> Any:
+        if self.webhook.active:
+            raise self.webhook.conflict()
         self._poll_generation += 1
         generation = self._poll_generation
         self._wakeup.set()  # an older long poll still waiting gets a 409, as on Telegram

@@ -4,6 +4,8 @@ import asyncio
 import signal
 from typing import Any
 
+import pytest
+
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows
@@ -16,6 +18,7 @@ def channel_messages(fake_api: FakeBotAPI) -> list[Call]:
     return fake_api.calls("sendMessage", chat_id=CHANNEL)
 
 
+@pytest.mark.slow
 async def test_start_registers_new_user_and_notifies_once(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
@@ -67,6 +70,7 @@ async def test_start_registers_new_user_and_notifies_once(
     assert len(channel_messages(fake_api)) == 1
 
 
+@pytest.mark.slow
 async def test_burst_is_rate_limited(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
@@ -82,6 +86,7 @@ async def test_burst_is_rate_limited(
     await fake_api.wait_for_call("sendMessage", chat_id=778)
 
 
+@pytest.mark.slow
 async def test_failing_handler_gets_friendly_error_and_bot_keeps_serving(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
@@ -102,6 +107,7 @@ async def test_failing_handler_gets_friendly_error_and_bot_keeps_serving(
     await fake_api.wait_for_call("sendMessage", chat_id=902)
 
 
+@pytest.mark.slow
 async def test_odd_updates_do_not_crash(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:
@@ -118,6 +124,7 @@ async def test_odd_updates_do_not_crash(
     assert "Traceback" not in bot.output
 
 
+@pytest.mark.slow
 async def test_runs_without_database(fake_api: FakeBotAPI, bot_process_factory: StartBot) -> None:
     bot = await bot_process_factory(DATABASE_URL="", **FAST)
     fake_api.push_message("/start", user_id=41)
@@ -125,6 +132,7 @@ async def test_runs_without_database(fake_api: FakeBotAPI, bot_process_factory: 
     assert bot.output.lower().count("analytics") >= 1
 
 
+@pytest.mark.slow
 async def test_runs_with_unreachable_database(
     fake_api: FakeBotAPI, bot_process_factory: StartBot
 ) -> None:
@@ -133,6 +141,7 @@ async def test_runs_with_unreachable_database(
     await fake_api.wait_for_call("sendMessage", chat_id=42)
 
 
+@pytest.mark.slow
 async def test_sigterm_exits_cleanly(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:

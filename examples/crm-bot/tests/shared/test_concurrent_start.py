@@ -11,28 +11,25 @@ get Telegram's 409).
 import asyncio
 import contextlib
 import importlib
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from ecosystem_shared.migrations import migration_name, shared_migrations
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
-from ecosystem_shared.testing.postgres import with_database
+from ecosystem_shared.testing.postgres import (
+    create_database,
+    drop_database,
+    new_database_name,
+    with_database,
+)
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows, wait_until
+
+pytestmark = pytest.mark.slow  # three bot processes
 
 TIMEOUT = 30.0  # generous: the machine may be busy; nothing waits this long when all is well
 BOTS = 3
-
-
-async def admin(postgres_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def stop_if_started(bot: BotProcess) -> None:
@@ -45,7 +42,7 @@ async def test_three_bots_migrate_one_empty_database_once(
 ) -> None:
     own_files: list[Path] = importlib.import_module(f"{bot_module}.settings").MIGRATIONS
     expected = sorted(migration_name(path) for path in [*shared_migrations(), *own_files])
-    name = f"test_{uuid.uuid4().hex[:16]}"
+    name = new_database_name()
     database_url = with_database(postgres_url, name)
     env = {
         "DATABASE_URL": database_url,
@@ -54,8 +51,7 @@ async def test_three_bots_migrate_one_empty_database_once(
         "ANALYTICS_FLUSH_SECONDS": "0.1",
     }
     async with contextlib.AsyncExitStack() as stack:
-        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        stack.push_async_callback(admin, postgres_url, drop)
+        stack.push_async_callback(drop_database, postgres_url, name)
         bots: list[BotProcess] = []
         for i in range(BOTS):
             api = await stack.enter_async_context(FakeBotAPI(token=f"{7001 + i}:TEST-token-{i}"))
@@ -73,7 +69,7 @@ async def test_three_bots_migrate_one_empty_database_once(
         if errors:
             raise errors[0]
 
-        await admin(postgres_url, f'CREATE DATABASE "{name}"')
+        await create_database(postgres_url, name)
         for i, bot in enumerate(bots):
             bot.api.push_message("/start", user_id=8001 + i)
         for i, bot in enumerate(bots):

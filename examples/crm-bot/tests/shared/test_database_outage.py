@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
+import pytest
 
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.postgres import PostgresServer
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_until
+
+pytestmark = pytest.mark.slow  # a bot process and a private server stopped and started
 
 TIMEOUT = 30.0  # generous: the machine may be busy; nothing waits this long when all is well
 FAST: dict[str, Any] = {

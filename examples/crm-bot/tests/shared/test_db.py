@@ -2,6 +2,9 @@
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 
 import asyncpg
 import pytest
@@ -40,15 +43,20 @@ async def test_no_dsn_is_disabled_with_one_warning(caplog: pytest.LogCaptureFixt
     await database.close()
 
 
-async def test_connects_migrates_and_decodes_jsonb(db: Database) -> None:
-    assert db.enabled and db.available
-    async with db.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM shared.schema_migrations") == len(
-            shared_migrations()
-        )
-        value = {"ключ": [1, 2.5, None, True], "nested": {"s": "x"}}
-        assert await conn.fetchval("SELECT $1::jsonb", value) == value
-        assert await conn.fetchval("SELECT '{\"a\": 1}'::json") == {"a": 1}
+async def test_connects_migrates_and_decodes_jsonb(empty_database_url: str) -> None:
+    db = Database(empty_database_url, migrations=shared_migrations())
+    await db.start()
+    try:
+        assert db.enabled and db.available
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM shared.schema_migrations") == len(
+                shared_migrations()
+            )
+            value = {"ключ": [1, 2.5, None, True], "nested": {"s": "x"}}
+            assert await conn.fetchval("SELECT $1::jsonb", value) == value
+            assert await conn.fetchval("SELECT '{\"a\": 1}'::json") == {"a": 1}
+    finally:
+        await db.close()
 
 
 async def test_bad_sql_passes_through_and_keeps_the_database(db: Database) -> None:
@@ -76,6 +84,7 @@ async def test_busy_pool_is_not_a_lost_database(database_url: str) -> None:
         await database.close()
 
 
+@pytest.mark.slow
 async def test_unreachable_at_start_connects_when_server_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -115,6 +124,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
+@pytest.mark.slow
 async def test_server_restart_is_survived(own_server: PostgresServer) -> None:
     database = Database(own_server.url, max_size=3, reconnect_seconds=0.2)
     connected: list[bool] = []
@@ -172,3 +182,40 @@ async def test_close_stops_reconnecting() -> None:
     assert not database.available
     tasks = [t for t in asyncio.all_tasks() if t.get_name() == "database-reconnect"]
     assert tasks == []
+
+
+@pytest.mark.slow
+def test_command_runs_with_a_throwaway_server(request: pytest.FixtureRequest) -> None:
+    """``python -m ecosystem_shared.testing.postgres -- cmd`` (what CI of the template uses):
+    cmd gets TEST_DATABASE_URL of a fresh server, its exit status is passed on, and the server
+    is gone afterwards."""
+    script = (
+        "import asyncio, os, sys, asyncpg\n"
+        "async def main():\n"
+        "    conn = await asyncpg.connect(os.environ['TEST_DATABASE_URL'])\n"
+        "    print('URL', os.environ['TEST_DATABASE_URL'], await conn.fetchval('SELECT 41 + 1'))\n"
+        "    await conn.close()\n"
+        "asyncio.run(main())\n"
+        "sys.exit(3)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"TEST_DATABASE_URL", "DATABASE_URL"}}
+    env["PYTHONPATH"] = str(request.config.rootpath)
+    command = [sys.executable, "-m", "ecosystem_shared.testing.postgres", "--"]
+    result = subprocess.run(
+        [*command, sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("URL ")]
+    _, url, answer = line.split()
+    assert answer == "42" and url.startswith("postgresql://postgres@127.0.0.1:")
+
+    async def connect() -> None:
+        await asyncpg.connect(url, timeout=5)
+
+    with pytest.raises(OSError):  # stopped and removed
+        asyncio.run(connect())

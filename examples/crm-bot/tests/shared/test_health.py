@@ -63,6 +63,41 @@ def test_touch_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     assert len(warnings) == 1, "the failure is logged once, not every 30 seconds"
 
 
+def test_touch_refuses_a_planted_symlink(tmp_path: Path) -> None:
+    """At a fixed name in a shared /tmp, someone else's symlink must not choose our target."""
+    victim = tmp_path / "victim"
+    planted = tmp_path / "alive"
+    planted.symlink_to(victim)
+    assert touch_liveness(planted) is False
+    assert not victim.exists(), "the liveness file was written through a symlink"
+    victim.write_text("data")
+    old = time.time() - 3600
+    os.utime(victim, (old, old))
+    assert touch_liveness(planted) is False
+    assert victim.stat().st_mtime == old and victim.read_text() == "data"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_touch_refuses_another_users_file(tmp_path: Path) -> None:
+    planted = tmp_path / "alive"
+    planted.write_text("")
+    os.chown(planted, 12345, 12345)
+    old = time.time() - 3600
+    os.utime(planted, (old, old))
+    assert touch_liveness(planted) is False
+    assert planted.stat().st_mtime == old
+
+
+def test_touch_creates_a_private_file(tmp_path: Path) -> None:
+    target = tmp_path / "alive"
+    previous = os.umask(0)
+    try:
+        assert touch_liveness(target) is True
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
 def test_check_reasons(tmp_path: Path) -> None:
     target = tmp_path / "alive"
     missing = check_liveness(target, 120)

@@ -1,4 +1,14 @@
-"""Catch what handlers raise: log with traceback, tell the user, record an ``error`` event."""
+"""The last word on a failed update: what no errors handler of the bot took is logged with its
+traceback, recorded as an ``error`` event (redacted), and answered with a friendly text.
+
+aiogram routes an exception raised while handling an update as an ``error`` event (its
+``ErrorsMiddleware``, the outermost middleware of ``dp.update``): the dispatcher's errors
+handlers, then those of its routers in the order they were included, until one handles it.
+:class:`ErrorReporter` is an outer middleware of ``dp.errors``, so it wraps that whole
+propagation and acts only when it comes back unhandled: a bot's own ``@router.errors()``
+handlers run first, wherever their router is included, and an error one of them handles is not
+reported again (an errors handler passes an error on by raising ``SkipHandler``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware, Bot
+from aiogram.dispatcher.event.bases import UNHANDLED, CancelHandler, SkipHandler
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
-from aiogram.types import Chat, TelegramObject, Update, User
+from aiogram.types import Chat, ErrorEvent, TelegramObject, User
 
 from ecosystem_shared.log import redact
 
@@ -18,8 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class ErrorMiddleware(BaseMiddleware):
-    """Outer middleware on ``dp.update``: the bot keeps serving whatever a handler raises."""
+class ErrorReporter(BaseMiddleware):
+    """Outer middleware on ``dp.errors``: the bot keeps serving whatever a handler raises."""
 
     def __init__(self, error_text: str, secrets: Iterable[str] = ()) -> None:
         self.error_text = error_text
@@ -32,24 +43,36 @@ class ErrorMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         try:
-            return await handler(event, data)
-        except Exception as error:
-            update_id = event.update_id if isinstance(event, Update) else None
-            logger.exception("Unhandled error in update %s", update_id)
-            user: User | None = data.get("event_from_user")
-            analytics: Analytics | None = data.get("analytics")
-            if analytics is not None:
-                message = redact(f"{type(error).__name__}: {error}", self.secrets)
-                await analytics.track_error(user.id if user else None, message)
-            await self._tell_user(event, data)
-            return None
+            response = await handler(event, data)
+        except (SkipHandler, CancelHandler):
+            raise
+        except Exception:
+            # The bot's errors handler failed in turn: say so, then report the original error.
+            logger.exception("An errors handler failed")
+            response = UNHANDLED
+        if response is not UNHANDLED or not isinstance(event, ErrorEvent):
+            return response
+        await self.report(event, data)
+        return None
 
-    async def _tell_user(self, event: TelegramObject, data: dict[str, Any]) -> None:
+    async def report(self, event: ErrorEvent, data: dict[str, Any]) -> None:
+        error = event.exception
+        logger.error(
+            "Unhandled error in update %s", event.update.update_id, exc_info=error
+        )  # the log formatter redacts secrets, in the traceback too
+        user: User | None = data.get("event_from_user")
+        analytics: Analytics | None = data.get("analytics")
+        if analytics is not None:
+            message = redact(f"{type(error).__name__}: {error}", self.secrets)
+            await analytics.track_error(user.id if user else None, message)
+        await self._tell_user(event, data)
+
+    async def _tell_user(self, event: ErrorEvent, data: dict[str, Any]) -> None:
         bot: Bot | None = data.get("bot")
         chat: Chat | None = data.get("event_chat")
         try:
-            if isinstance(event, Update) and event.callback_query is not None:
-                await event.callback_query.answer(self.error_text, show_alert=True)
+            if event.update.callback_query is not None:
+                await event.update.callback_query.answer(self.error_text, show_alert=True)
             elif bot is not None and chat is not None and chat.type != "channel":
                 await bot.send_message(chat.id, self.error_text)
         except (TelegramAPIError, TelegramNetworkError) as error:

@@ -1,4 +1,8 @@
-"""This bot's handlers. Add a module here and include its router in build_router()."""
+"""This bot's handlers. Add a module with a ``router()`` factory and include it in build_router().
+
+Each call of build_router() builds fresh routers: aiogram attaches a router to one parent only, so
+several dispatchers in one process (tests, a multi-bot host) each get their own.
+"""
 
 from aiogram import Router
 from aiogram.types import BotCommand
@@ -17,9 +21,9 @@ COMMANDS = [
 def build_router(settings: SharedSettings) -> Router:
     router = Router(name="picture_bot")
     router.include_routers(
-        start.router,
-        media.router,
+        start.router(),
+        media.router(),
         # Last: answers whatever no other handler took.
-        help.router,
+        help.router(),
     )
     return router

@@ -21,20 +21,19 @@ from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.telegram import local_file_reference
 
 from ..services.media import (
+    MAX_ARTICLE,
     MB,
-    HttpMediaSource,
     MediaBundle,
     MediaFile,
     MediaSource,
     MediaSourceError,
+    WbMediaSource,
     chunked,
 )
 from ..settings import Settings
 from ..texts import BotTexts, bot_texts
 
 logger = logging.getLogger(__name__)
-
-router = Router(name="media")
 
 # What a Local Bot API server (--local) accepts per file.
 LOCAL_API_LIMIT_MB = 2000
@@ -44,7 +43,16 @@ _LINK = re.compile(r"/catalog/([0-9]{1,18})(?:/|\?|$)")
 
 
 class ArticleRequest(BaseModel):
-    nm_id: int = Field(gt=0, le=999_999_999)
+    nm_id: int = Field(gt=0, le=MAX_ARTICLE)
+
+
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="media")
+    routes.startup.register(open_source)
+    routes.shutdown.register(close_source)
+    routes.message.register(article, F.chat.type == "private", F.text, ~F.text.startswith("/"))
+    return routes
 
 
 def parse_article(text: str) -> int | None:
@@ -81,28 +89,37 @@ def telegram_file(file: MediaFile, settings: Settings) -> FSInputFile | str:
     return FSInputFile(file.path)
 
 
-def build_source(settings: Settings) -> HttpMediaSource:
-    return HttpMediaSource(
-        settings.MEDIA_PHOTO_URL,
-        settings.MEDIA_VIDEO_URL,
+def build_source(settings: Settings, analytics: Analytics) -> WbMediaSource:
+    async def record(problem: str) -> None:  # route map problems belong to no user
+        await analytics.track_error(None, problem)
+
+    return WbMediaSource(
+        route_map_url=settings.WB_ROUTE_MAP_URL,
+        photo_base_url=settings.WB_PHOTO_BASE_URL,
+        video_base_url=settings.WB_VIDEO_BASE_URL,
+        route_map_file=settings.WB_ROUTE_MAP_FILE,
+        route_map_refresh=settings.WB_ROUTE_MAP_REFRESH_HOURS * 3600,
         max_photos=settings.MEDIA_MAX_PHOTOS,
-        timeout=settings.MEDIA_TIMEOUT,
+        timeout=settings.WB_API_TIMEOUT,
+        rate_delay=settings.WB_RATE_LIMIT_DELAY,
         max_bytes=sendable_limit(settings),
+        max_video_bytes=int(settings.HLS_MAX_VIDEO_SIZE_MB * MB),
         # The Local Bot API server must see the files at the same path.
         work_root=settings.LOCAL_FILES_DIR if uses_local_api(settings) else None,
         ffmpeg_path=settings.FFMPEG_PATH,
         ffmpeg_timeout=settings.FFMPEG_TIMEOUT,
+        on_error=record,
     )
 
 
-@router.startup()
-async def open_source(dispatcher: Dispatcher, settings: Settings) -> None:
+async def open_source(dispatcher: Dispatcher, settings: Settings, analytics: Analytics) -> None:
     # A source put into the dispatcher beforehand (another shop, a test) wins.
     if dispatcher.get("media_source") is None:
-        dispatcher["media_source"] = build_source(settings)
+        source = build_source(settings, analytics)
+        await source.start()
+        dispatcher["media_source"] = source
 
 
-@router.shutdown()
 async def close_source(dispatcher: Dispatcher) -> None:
     # Read from the dispatcher: aiogram passes shutdown hooks the data as it was before startup.
     source: MediaSource | None = dispatcher.get("media_source")
@@ -110,7 +127,6 @@ async def close_source(dispatcher: Dispatcher) -> None:
         await source.close()
 
 
-@router.message(F.chat.type == "private", F.text, ~F.text.startswith("/"))
 async def article(
     message: Message,
     media_source: MediaSource,
@@ -145,8 +161,9 @@ async def deliver(
     settings: Settings,
     texts: BotTexts,
 ) -> None:
-    if bundle.failed:
-        await analytics.track_error(user_id, f"media {nm_id}: {'; '.join(bundle.failed)}")
+    if bundle.failed or bundle.problems:
+        problems = "; ".join([*bundle.problems, *bundle.failed])
+        await analytics.track_error(user_id, f"media {nm_id}: {problems}")
     limit = LOCAL_API_LIMIT_MB * MB if uses_local_api(settings) else upload_limit(settings)
     # A custom source may not know our limits: refuse here what Telegram would refuse.
     photos = [photo for photo in bundle.photos if photo.size <= limit]

@@ -1,8 +1,9 @@
 """The daily digest is sent exactly once per day across processes (real PostgreSQL)."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 import asyncpg
 import pytest
@@ -10,14 +11,20 @@ import pytz
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ecosystem_shared.analytics import Analytics, DailyStats
+from ecosystem_shared.config import SharedSettings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import (
+    CATCH_UP_DELAY,
     DIGEST_JOB_ID,
     MISFIRE_GRACE,
     schedule_digest,
     send_digest_once,
 )
 from ecosystem_shared.migrations import shared_migrations
+from ecosystem_shared.runtime import Services, build_scheduler, build_services
+from ecosystem_shared.telegram import build_bot
+from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.texts import shared_texts
 
 DAY = date(2025, 3, 1)
 
@@ -162,3 +169,102 @@ def test_schedule_digest(now: datetime, catch_up: bool) -> None:
     if catch_up:
         run_date = catch_ups[0].trigger.run_date
         assert tz.localize(now) < run_date <= tz.localize(now) + timedelta(minutes=1)
+
+
+# ------------------------------------------- the bot's own schedule, with time driven by the test
+
+CHANNEL = -1001234567890
+KATHMANDU = pytz.timezone("Asia/Kathmandu")  # UTC+05:45: a digest read in the wrong zone misses
+
+
+class FakeClock:
+    """``datetime.now`` for :func:`build_scheduler`; the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self, tz: tzinfo | None = None) -> datetime:
+        return self.now.astimezone(tz)
+
+
+@contextlib.asynccontextmanager
+async def bot_services(
+    api: FakeBotAPI, database_url: str, names: list[str]
+) -> AsyncIterator[list[Services]]:
+    """One :class:`Services` per bot name, as many bot processes would build them."""
+    async with contextlib.AsyncExitStack() as stack:
+        services = []
+        for name in names:
+            settings = SharedSettings(
+                _env_file=None,  # not the developer's .env
+                BOT_TOKEN=api.token,
+                BOT_NAME=name,
+                LANGUAGE="en",
+                DATABASE_URL=database_url,
+                TELEGRAM_API_BASE_URL=api.base_url,
+                ANALYTICS_CHANNEL_ID=CHANNEL,
+                DIGEST_TIME=time(0, 0),
+                DIGEST_TIMEZONE=str(KATHMANDU),
+            )
+            bot = build_bot(settings)
+            stack.push_async_callback(bot.session.close)
+            built = build_services(settings, bot)
+            await built.db.start()
+            stack.push_async_callback(built.db.close)
+            services.append(built)
+        yield services
+
+
+def channel_digests(api: FakeBotAPI) -> list[str]:
+    return [
+        str(call.params["text"])
+        for call in api.calls("sendMessage", chat_id=CHANNEL)
+        if call.params.get("parse_mode") == "HTML"
+    ]
+
+
+async def test_three_bots_at_the_digest_time_send_once(
+    fake_api: FakeBotAPI, database_url: str
+) -> None:
+    """The bots' own schedules (DIGEST_TIME 00:00 in DIGEST_TIMEZONE) with the clock driven by
+    the test: the trigger fires at local midnight, every bot runs the job, one digest is sent,
+    for the local day that begins (the UTC date is still the previous one)."""
+    clock = FakeClock(KATHMANDU.localize(datetime(2025, 3, 1, 23, 59)))
+    names = [f"Digest Bot {i}" for i in range(3)]
+    async with bot_services(fake_api, database_url, names) as services:
+        jobs = [build_scheduler(s, clock).get_job(DIGEST_JOB_ID) for s in services]
+        due = KATHMANDU.localize(datetime(2025, 3, 2, 0, 0))
+        for job in jobs:
+            assert job is not None
+            assert job.trigger.get_next_fire_time(None, clock.now) == due
+        assert due.astimezone(pytz.utc).date() == date(2025, 3, 1)
+        clock.now = due  # what the scheduler's timer would wait for
+        await asyncio.gather(*(job.func() for job in jobs if job is not None))
+    [digest] = channel_digests(fake_api)
+    assert digest.startswith(shared_texts("en").digest_title.partition("{")[0])
+    [row] = await runs(database_url)
+    assert row["run_date"] == date(2025, 3, 2) and row["sent_at"] is not None
+    assert row["bot_name"] in names
+
+
+async def test_bot_started_after_the_digest_time_catches_up(
+    fake_api: FakeBotAPI, database_url: str
+) -> None:
+    started = KATHMANDU.localize(datetime(2025, 3, 2, 0, 2))  # two minutes late
+    clock = FakeClock(started)
+    async with bot_services(fake_api, database_url, ["Late Bot"]) as [services]:
+        scheduler = build_scheduler(services, clock)
+        [catch_up] = [job for job in scheduler.get_jobs() if job.id != DIGEST_JOB_ID]
+        assert catch_up.trigger.run_date == started + CATCH_UP_DELAY
+        clock.now = started + CATCH_UP_DELAY
+        await catch_up.func()
+        await catch_up.func()  # a second run the same day (a restart) sends nothing
+    assert len(channel_digests(fake_api)) == 1
+    [row] = await runs(database_url)
+    assert (row["run_date"], row["bot_name"]) == (date(2025, 3, 2), "Late Bot")
+
+
+async def test_no_channel_schedules_no_digest(fake_api: FakeBotAPI, database_url: str) -> None:
+    async with bot_services(fake_api, database_url, ["Quiet Bot"]) as [services]:
+        services.settings.ANALYTICS_CHANNEL_ID = None
+        assert build_scheduler(services).get_jobs() == []

@@ -171,6 +171,28 @@ async def test_photo_upload_is_recorded_with_its_bytes(api: FakeBotAPI, bot: Bot
     assert downloaded is not None and downloaded.read() == data
 
 
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG: signature and IHDR chunk (all a size check reads)."""
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + b"IHDR" + ihdr + b"\0" * 4
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "accepted"),
+    [(1200, 1500, True), (5000, 5000, True), (6000, 4001, False), (2100, 100, False)],
+)
+async def test_photo_dimensions_follow_telegram(
+    bot: Bot, width: int, height: int, accepted: bool
+) -> None:
+    """width + height <= 10000 and a ratio of at most 20, as sendPhoto documents."""
+    photo = BufferedInputFile(png_header(width, height), "chart.png")
+    if accepted:
+        assert (await bot.send_photo(5, photo)).photo
+    else:
+        with pytest.raises(TelegramBadRequest, match="PHOTO_INVALID_DIMENSIONS"):
+            await bot.send_photo(5, photo)
+
+
 async def test_video_and_document(api: FakeBotAPI, bot: Bot) -> None:
     video = await bot.send_video(6, BufferedInputFile(b"\x00\x00\x00\x18ftypmp42", "v.mp4"))
     assert video.video is not None and video.video.file_size == 12
@@ -433,6 +455,7 @@ def write_module(root: Path, name: str, source: str) -> Path:
     return root
 
 
+@pytest.mark.slow
 async def test_bot_process_runs_the_module_in_a_clean_environment(
     api: FakeBotAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,8 @@
 import resource
 import sys
 
+import pytest
+
 from ecosystem_shared.middlewares.rate_limit import RateLimiter, Verdict
 
 
@@ -60,6 +62,7 @@ def test_retry_in_counts_down() -> None:
     assert limiter.retry_in(999) == 0.0
 
 
+@pytest.mark.slow
 def test_rss_bounded_with_a_million_users() -> None:
     if sys.platform != "linux":
         return

@@ -1,4 +1,10 @@
-"""Per-user rate limit: one handled update per interval, one warning per window, rest dropped."""
+"""Per-user rate limit: one handled update per interval, one warning per window, rest dropped.
+
+One process keeps the windows in memory (:class:`RateLimiter`). Several instances of a bot behind
+a proxy share them in Redis (:class:`RedisRateLimiter`, ``REDIS_URL``), so a user's limit holds
+whichever instance receives the update; while Redis is unreachable each instance falls back to
+its own memory (the limit then holds per instance) and says so in the log.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
+
+if TYPE_CHECKING:  # redis is imported only by bots that set REDIS_URL
+    from redis.asyncio import Redis
+
+    from ecosystem_shared.shared_state import RedisHealth
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +86,46 @@ class RateLimiter:
             del windows[key]
 
 
+# The same rule as RateLimiter.check, atomically in Redis with Redis's clock (every instance
+# agrees on time). The value is the window start, negated once the user was warned; it expires
+# with the window, so idle users cost nothing.
+_CHECK_SCRIPT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local ttl = math.ceil(interval * 1000)
+local stored = redis.call('GET', KEYS[1])
+if not stored or t - math.abs(tonumber(stored)) >= interval then
+  redis.call('SET', KEYS[1], string.format('%.6f', t), 'PX', ttl)
+  return {'allow', '0'}
+end
+local start = tonumber(stored)
+local retry = string.format('%.3f', interval - (t - math.abs(start)))
+if start > 0 then
+  redis.call('SET', KEYS[1], string.format('%.6f', -start), 'KEEPTTL')
+  return {'warn', retry}
+end
+return {'drop', retry}
+"""
+
+
+class RedisRateLimiter:
+    """:class:`RateLimiter`'s rule over Redis: one budget per user for all instances of a bot."""
+
+    def __init__(self, redis: Redis, interval: float, prefix: str = "ratelimit") -> None:
+        self.interval = interval
+        self.prefix = prefix
+        self._script = redis.register_script(_CHECK_SCRIPT)
+
+    async def check(self, bot_id: int, key: int) -> tuple[Verdict, float]:
+        """The verdict and the seconds until the user's next update is handled."""
+        verdict, retry = await self._script(
+            keys=[f"{self.prefix}:{bot_id}:{key}"], args=[repr(self.interval)]
+        )
+        text = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
+        return Verdict(text), float(retry)
+
+
 def sender_key(data: dict[str, Any]) -> int | None:
     """Who to limit: the user, else the chat (channel posts, anonymous admins)."""
     user: User | None = data.get("event_from_user")
@@ -87,9 +138,19 @@ def sender_key(data: dict[str, Any]) -> int | None:
 class RateLimitMiddleware(BaseMiddleware):
     """Outer middleware for messages and callback queries."""
 
-    def __init__(self, interval: float, warning_text: str, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        interval: float,
+        warning_text: str,
+        max_keys: int = 100_000,
+        *,
+        shared: RedisRateLimiter | None = None,
+        health: RedisHealth | None = None,
+    ) -> None:
         self.limiter = RateLimiter(interval, max_keys)
         self.warning_text = warning_text
+        self.shared = shared
+        self.health = health
 
     async def __call__(
         self,
@@ -100,12 +161,29 @@ class RateLimitMiddleware(BaseMiddleware):
         key = sender_key(data)
         if key is None or self.limiter.interval <= 0:
             return await handler(event, data)
-        verdict = self.limiter.check(key)
+        verdict, retry_in = await self._check(data, key)
         if verdict is Verdict.ALLOW:
             return await handler(event, data)
         if verdict is Verdict.WARN:
-            await self._warn(event, math.ceil(self.limiter.retry_in(key)))
+            await self._warn(event, math.ceil(retry_in))
         return None
+
+    async def _check(self, data: dict[str, Any], key: int) -> tuple[Verdict, float]:
+        shared, health, bot = self.shared, self.health, data.get("bot")
+        if shared is None or health is None or bot is None:
+            return self._check_locally(key)
+        return await health.call(
+            "rate limits",
+            lambda: shared.check(bot.id, key),
+            lambda: self._check_locally_async(key),
+        )
+
+    def _check_locally(self, key: int) -> tuple[Verdict, float]:
+        verdict = self.limiter.check(key)
+        return verdict, self.limiter.retry_in(key)
+
+    async def _check_locally_async(self, key: int) -> tuple[Verdict, float]:
+        return self._check_locally(key)
 
     async def _warn(self, event: TelegramObject, seconds: int) -> None:
         text = self.warning_text.format(seconds=max(seconds, 1))

@@ -15,7 +15,7 @@ import re
 import signal as signals
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 from ecosystem_shared.config import SharedSettings
@@ -25,6 +25,8 @@ from ecosystem_shared.testing.waiting import wait_until
 __all__ = ["BotProcess"]
 
 STRIPPED_PREFIXES = ("BOT_", "TELEGRAM_")
+# What ecosystem_shared.webhook logs once the server listens and Telegram knows the URL.
+WEBHOOK_READY = r"Webhook (?:set to|already set to) "
 STRIPPED_NAMES = frozenset(SharedSettings.model_fields) | {"DATABASE_URL"}
 
 
@@ -93,7 +95,8 @@ class BotProcess:
         return self._process.returncode if self._process else None
 
     async def start(self, wait_polling: bool = True) -> BotProcess:
-        """Start the process; by default return once it polls, fail with its output if it dies."""
+        """Start the process; by default return once it polls (``RUN_MODE=webhook``: once its
+        server listens and the webhook is set), fail with its output if it dies."""
         if self._process is not None:
             raise RuntimeError("a BotProcess runs once; create another one")
         polls_before = self.api.poll_count
@@ -119,9 +122,12 @@ class BotProcess:
 
     async def _wait_polling(self, polls_before: int) -> None:
         assert self._process is not None
-        polling = asyncio.create_task(
-            self.api.wait_for_polling(self.start_timeout, since=polls_before)
-        )
+        ready: Awaitable[object]
+        if self.env.get("RUN_MODE") == "webhook":
+            ready = self.wait_for_output(WEBHOOK_READY, self.start_timeout)
+        else:
+            ready = self.api.wait_for_polling(self.start_timeout, since=polls_before)
+        polling = asyncio.create_task(ready)
         exited = asyncio.create_task(self._process.wait())
         await asyncio.wait({polling, exited}, return_when=asyncio.FIRST_COMPLETED)
         if polling.done() and polling.exception() is None:
@@ -133,7 +139,7 @@ class BotProcess:
             await self._terminate(signals.SIGKILL, 5)
         await self._finish_reading()
         raise AssertionError(
-            f"python -m {self.module} did not start polling within {self.start_timeout} s"
+            f"python -m {self.module} did not start within {self.start_timeout} s"
             f" (exit code {self.returncode}); output:\n{self.output}"
         )
 

@@ -24,9 +24,14 @@ class StartBot(Protocol):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Registers the marker (re-exported by the plugin module so that pytest calls it)."""
+    """Registers the markers (re-exported by the plugin module so that pytest calls it)."""
     config.addinivalue_line(
         "markers", "fake_api(**options): FakeBotAPI options for the test, e.g. local=False"
+    )
+    config.addinivalue_line(
+        "markers",
+        "slow: process-level test taking seconds (several bot processes, outages, real time);"
+        " left out of the default run by pyproject's addopts, run with -m 'slow or not slow'",
     )
 
 

@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import wait_for_rows
 
 
+@pytest.mark.slow
 async def test_command_is_recorded(
     fake_api: FakeBotAPI, bot_process_factory: StartBot, database_url: str
 ) -> None:

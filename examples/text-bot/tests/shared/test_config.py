@@ -45,13 +45,11 @@ def test_empty_optional_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> No
     assert not settings.analytics_enabled
 
 
-def test_parses_lists_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parses_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOT_TOKEN", TOKEN)
-    monkeypatch.setenv("ADMIN_USER_IDS", "1, 22,333")
     monkeypatch.setenv("DIGEST_TIME", "09:30")
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", "http://telegram-bot-api:8081/")
     settings = load_settings(SharedSettings)
-    assert settings.ADMIN_USER_IDS == frozenset({1, 22, 333})
     assert settings.DIGEST_TIME == time(9, 30)
     assert settings.TELEGRAM_API_BASE_URL == "http://telegram-bot-api:8081"
 
@@ -84,11 +82,24 @@ BAD_VALUES = [
     ("DIGEST_TIME", "25:00", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIME", "9:5", "DIGEST_TIME: expected HH:MM"),
     ("DIGEST_TIMEZONE", "Mars/Olympus", "DIGEST_TIMEZONE: expected an IANA time zone"),
-    ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated"),
+    ("DIGEST_CHART", "maybe", "DIGEST_CHART: Input should be a valid boolean"),
+    ("DIGEST_CHART_TIMEOUT", "0", "DIGEST_CHART_TIMEOUT: Input should be greater than 0"),
+    ("RUN_MODE", "push", "RUN_MODE: Input should be 'polling' or 'webhook'"),
+    ("WEBHOOK_BASE_URL", "bots.example.com", "WEBHOOK_BASE_URL: expected the public origin"),
+    ("WEBHOOK_BASE_URL", "https://x.org/?a=1", "WEBHOOK_BASE_URL: expected no ?query"),
+    ("WEBHOOK_PATH", "webhook", "WEBHOOK_PATH: expected a URL path"),
+    ("WEBHOOK_PATH", "/a b", "WEBHOOK_PATH: expected a URL path"),
+    ("WEBHOOK_SECRET", "short-secret", "WEBHOOK_SECRET: must be at least 32 characters (got 12)"),
+    ("WEBHOOK_SECRET", "a+" * 20, "WEBHOOK_SECRET: Telegram accepts 32-256 characters"),
+    ("WEBHOOK_LISTEN_PORT", "0", "WEBHOOK_LISTEN_PORT: Input should be greater than or equal"),
+    ("WEBHOOK_MAX_CONNECTIONS", "101", "WEBHOOK_MAX_CONNECTIONS: Input should be less than"),
+    ("WEBHOOK_DELETE_ON_SHUTDOWN", "maybe", "WEBHOOK_DELETE_ON_SHUTDOWN: Input should be a valid"),
+    ("REDIS_URL", "localhost:6379", "REDIS_URL: expected redis://"),
 ]
-SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL"}  # their bad values must not be echoed either
+# Their bad values must not be echoed either.
+SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL", "WEBHOOK_SECRET", "REDIS_URL"}
 # Any text is a valid value of these.
-ALWAYS_VALID = {"HEALTH_FILE"}
+ALWAYS_VALID = {"HEALTH_FILE", "WEBHOOK_LISTEN_HOST"}
 
 
 def test_every_variable_has_a_bad_value_case() -> None:
@@ -186,6 +197,7 @@ def test_bad_env_stops_the_real_entrypoint(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_every_bad_variable_is_one_line_from_the_real_entrypoint(
     bot_module: str, tmp_path: Path
 ) -> None:
@@ -204,3 +216,49 @@ def test_every_bad_variable_is_one_line_from_the_real_entrypoint(
         if name in SECRET_VARIABLES:
             assert value not in named[0]
     assert len(lines) == len(first)
+
+
+def test_webhook_mode_needs_a_public_url_and_a_long_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("RUN_MODE", "webhook")
+    monkeypatch.setenv("WEBHOOK_SECRET", "")  # empty, as .env.example leaves it
+    with pytest.raises(SystemExit):
+        load_settings(SharedSettings)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "Configuration error: WEBHOOK_BASE_URL: is required when RUN_MODE=webhook: the public"
+        " https:// origin Telegram sends updates to, e.g. https://bots.example.com",
+        "Configuration error: WEBHOOK_SECRET: must be at least 32 characters when"
+        " RUN_MODE=webhook; generate one with: openssl rand -hex 32",
+    ]
+    monkeypatch.setenv("WEBHOOK_BASE_URL", "https://bots.example.com/")
+    monkeypatch.setenv("WEBHOOK_SECRET", "0123456789abcdef" * 2)
+    settings = load_settings(SharedSettings)
+    assert settings.WEBHOOK_BASE_URL == "https://bots.example.com"
+    assert settings.webhook_secret not in repr(settings)
+    monkeypatch.setenv("RUN_MODE", "polling")
+    monkeypatch.setenv("WEBHOOK_SECRET", "")
+    assert load_settings(SharedSettings).WEBHOOK_SECRET is None  # polling needs no secret
+
+
+def test_log_secrets_cover_webhook_secret_and_redis_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("REDIS_URL", "redis://:r3dis-pass@redis:6379/0")
+    monkeypatch.setenv("WEBHOOK_SECRET", "s" * 40)
+    assert load_settings(SharedSettings).log_secrets() == [TOKEN, "r3dis-pass", "s" * 40]
+
+
+def test_webhook_mode_without_secret_stops_the_real_entrypoint(
+    bot_module: str, tmp_path: Path
+) -> None:
+    env = {"BOT_TOKEN": TOKEN, "RUN_MODE": "webhook", "WEBHOOK_BASE_URL": "https://x.org"}
+    result = run_entrypoint(bot_module, tmp_path, env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "Configuration error: WEBHOOK_SECRET: must be at least 32 characters when"
+        " RUN_MODE=webhook; generate one with: openssl rand -hex 32"
+    )

@@ -81,6 +81,7 @@ def assert_hidden(text: str, *hidden: str) -> None:
         assert secret not in text, f"a secret ({secret[:4]}...) leaked:\n{text[-3000:]}"
 
 
+@pytest.mark.slow
 async def test_secrets_hidden_in_logs_and_error_events(
     password_database: PasswordDatabase, bot_module: str, request: pytest.FixtureRequest
 ) -> None:
@@ -135,6 +136,7 @@ async def test_secrets_hidden_in_logs_and_error_events(
     assert_hidden(" ".join(str(row["data"]) for row in everything), secret_part, password)
 
 
+@pytest.mark.slow
 async def test_fatal_start_failure_hides_secrets(
     postgres_url: str, bot_module: str, request: pytest.FixtureRequest
 ) -> None:

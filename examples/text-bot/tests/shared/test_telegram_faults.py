@@ -24,6 +24,7 @@ def replies(fake_api: FakeBotAPI, chat_id: int) -> list[Call]:
     return fake_api.calls("sendMessage", chat_id=chat_id)
 
 
+@pytest.mark.slow
 async def test_bot_api_errors_and_outage_are_survived(
     fake_api: FakeBotAPI, bot_process_factory: StartBot
 ) -> None:

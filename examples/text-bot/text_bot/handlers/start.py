@@ -9,13 +9,18 @@ from aiogram.types import Message
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.config import SharedSettings
 from ecosystem_shared.notifications import Notifier
+from ecosystem_shared.sanitize import display_name
 
 from ..texts import bot_texts
 
-router = Router(name="start")
+
+def router() -> Router:
+    """A fresh router per call (one per dispatcher)."""
+    routes = Router(name="start")
+    routes.message.register(start, CommandStart())
+    return routes
 
 
-@router.message(CommandStart())
 async def start(
     message: Message,
     analytics: Analytics,
@@ -41,7 +46,7 @@ async def start(
         )
     )
     try:
-        await message.answer(texts.greeting.format(name=user.first_name))
+        await message.answer(texts.greeting.format(name=display_name(user.first_name)))
     finally:
         is_new = await registering
     if is_new:
