@@ -26,6 +26,12 @@ from tests.engine.standins import StandIns
 T = TypeVar("T")
 
 TEST_OVERRIDE = "compose.e2e.yaml"
+CDN_SERVER = Path(__file__).parent / "images" / "fake-wb-cdn"
+# An article on basket-26 of the sample route map (vol 4851), three photos of 4 KiB each: above
+# MEDIA_UPLOAD_LIMIT_MB below, so the media bot hands them to the Local Bot API server by path.
+ARTICLE = 485_112_345
+CDN_ENV = {"CDN_ARTICLES": str(ARTICLE), "CDN_PHOTOS": "3", "CDN_PHOTO_SIZE": "4096"}
+CDN_URL = "http://fake-wb-cdn:8080"
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -55,9 +61,16 @@ class BotSpec:
 
 class Ecosystem:
     def __init__(
-        self, root: Path, bots: Sequence[BotSpec], standins: StandIns, *, project: str
+        self,
+        root: Path,
+        bots: Sequence[BotSpec],
+        standins: StandIns,
+        *,
+        project: str,
+        deployment: str = "separate",
     ) -> None:
         self.root = root
+        self.deployment = deployment
         self.bots = list(bots)
         self.standins = standins
         self.project = project
@@ -71,7 +84,7 @@ class Ecosystem:
         copy_template(
             self.root,
             {"project_type": "ecosystem", "ecosystem_name": self.project, "bots": slugs,
-             "with_local_bot_api": True},
+             "with_local_bot_api": True, "deployment": self.deployment},
         )  # fmt: skip
         for bot in self.bots:
             answers = {"bot_slug": bot.slug, "package_name": bot.package, **bot.answers}
@@ -101,6 +114,13 @@ class Ecosystem:
             "TELEGRAM_API_BASE_URL": "http://telegram-bot-api:8081",
             "ANALYTICS_FLUSH_SECONDS": "0.2",
         }
+        if bot.answers.get("mode") == "media":  # the CDN stand-in, and files sent by path
+            values |= {
+                "WB_ROUTE_MAP_URL": f"{CDN_URL}/cdn.wbbasket.ru/api/v3/upstreams",
+                "WB_PHOTO_BASE_URL": CDN_URL + "/{host}",
+                "WB_VIDEO_BASE_URL": CDN_URL + "/{host}",
+                "MEDIA_UPLOAD_LIMIT_MB": "0.001",
+            }
         lines = []
         for line in example.splitlines():
             key = line.split("=", 1)[0]
@@ -115,9 +135,33 @@ class Ecosystem:
             "postgres": {"healthcheck": fast},
             "backup": {"healthcheck": fast},
         }
+        for service in {self.service_of(bot) for bot in self.bots}:
+            services[service] = {"healthcheck": fast}
         for bot in self.bots:
-            services[bot.slug] = {"healthcheck": fast}
+            if bot.answers.get("mode") == "media":
+                services["fake-wb-cdn"] = self._cdn_service(bot)
         return json.dumps({"services": services}, indent=2)  # JSON is YAML
+
+    def _cdn_service(self, bot: BotSpec) -> dict[str, Any]:
+        """The media bot's own fake CDN (its tests/bot/fake_wb_cdn.py), run in its image."""
+        code = self.code_dir(bot)
+        return {
+            "image": f"{self.project}-{self.service_of(bot)}",
+            "pull_policy": "never",
+            "command": ["python", "/cdn-server/server.py"],
+            "environment": {"PYTHONPATH": f"{code}:/cdn-bot", **CDN_ENV},
+            "volumes": [f"./{bot.slug}/tests/bot:/cdn-bot:ro", f"{CDN_SERVER}:/cdn-server:ro"],
+            "healthcheck": {"disable": True},
+            "networks": ["telegram-network"],
+        }
+
+    def service_of(self, bot: BotSpec) -> str:
+        """The compose service running ``bot``: its own, or the host's ``bots``."""
+        return "bots" if self.deployment == "host" else bot.slug
+
+    def code_dir(self, bot: BotSpec) -> str:
+        """Where ``bot``'s code lives inside its container."""
+        return f"/srv/ecosystem/{bot.slug}" if self.deployment == "host" else "/app"
 
     # ------------------------------------------------------------------ docker compose
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> str:
