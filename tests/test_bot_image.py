@@ -94,7 +94,10 @@ def test_dockerfile_layers_user_and_commands(case: Case, project: Path) -> None:
     steps = dockerfile_instructions(read(project, "Dockerfile"))
     keywords = [step.keyword for step in steps]
 
-    assert steps[0] == Instruction("FROM", f"python:{answers['python_version']}-slim")
+    # The base is a build argument (mirrors, private registries) defaulting to the official image.
+    official = f"python:{answers['python_version']}-slim"
+    assert steps[0] == Instruction("ARG", f"PYTHON_IMAGE={official}")
+    assert steps[1] == Instruction("FROM", "${PYTHON_IMAGE}")
     env = " ".join(step.args for step in steps if step.keyword == "ENV")
     assert "PYTHONUNBUFFERED=1" in env and "PYTHONDONTWRITEBYTECODE=1" in env
 
