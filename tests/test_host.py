@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import asyncpg
 import pytest
 
 from devkit.render import copy_template
+from devkit.testkit import shared_module
 from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
 from tests.helpers import PYTHON, REPO_ROOT, assert_ok, jinja_leftovers, run
 from tests.test_backups import server_url  # noqa: F401 - a fixture
@@ -46,17 +44,7 @@ TOKENS = {slug: f"{7000 + n}:host-test-token-{slug}" for n, slug in enumerate(BO
 MARKER = "ecosystem_shared imported from"
 
 
-def _load(name: str) -> ModuleType:
-    """A module of the template's test kit, loaded from its file (no bot package needed)."""
-    spec = importlib.util.spec_from_file_location(f"_host_kit_{name}", TESTING / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_bot_api = _load("fake_bot_api")
+fake_bot_api = shared_module("testing.fake_bot_api")  # the bots' own fake, from template/
 
 
 # ------------------------------------------------------------------------------- fixtures

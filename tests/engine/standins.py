@@ -100,14 +100,15 @@ def build(name: str, context: Path, dockerfile: Path | None = None) -> None:
     docker(*args, str(context))
 
 
-def build_standins(fake_api_source: Path) -> StandIns:
-    """Every stand-in image; ``fake_api_source`` is a rendered bot's ``fake_bot_api.py``."""
+def build_standins(shared_package: Path) -> StandIns:
+    """Every stand-in image; ``shared_package`` is a rendered bot's ``ecosystem_shared``, whose
+    test kit (``testing/fake_bot_api.py`` and what it imports) serves as the Local Bot API."""
     build_base()
     build(PYTHON, IMAGES_DIR / "python")
     build(POSTGRES, IMAGES_DIR / "postgres")
     with tempfile.TemporaryDirectory(prefix="standin-fake-api-") as tmp:
         context = Path(tmp)
         shutil.copy(IMAGES_DIR / "fake-bot-api" / "server.py", context)
-        shutil.copy(fake_api_source, context / "fake_bot_api.py")
+        shutil.copytree(shared_package, context / "ecosystem_shared")
         build(FAKE_BOT_API, context, IMAGES_DIR / "fake-bot-api" / "Dockerfile")
     return StandIns()

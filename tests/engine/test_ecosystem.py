@@ -62,7 +62,7 @@ def eco(
     ecosystem = Ecosystem(root, BOTS, StandIns(), project=project, deployment=request.param)
     ecosystem.render()
     # The Local Bot API stand-in is the fake Bot API a rendered bot ships in its test kit.
-    build_standins(root / TEXT.slug / "ecosystem_shared" / "testing" / "fake_bot_api.py")
+    build_standins(root / TEXT.slug / "ecosystem_shared")
     try:
         ecosystem.up()
     except AssertionError:

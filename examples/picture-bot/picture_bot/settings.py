@@ -28,7 +28,9 @@ class Settings(SharedSettings):
     WB_API_TIMEOUT: float = Field(default=30.0, gt=0, le=600)
     WB_RATE_LIMIT_DELAY: float = Field(default=0.01, ge=0, le=60)
     WB_ROUTE_MAP_URL: str | None = ROUTE_MAP_URL
-    WB_ROUTE_MAP_FILE: Path | None = Path("/tmp/wb-route-map.json")
+    # The last good route map. /tmp is the container's own tmpfs (compose.yaml), and the file is
+    # replaced by renaming a fresh private file, never written through a planted name.
+    WB_ROUTE_MAP_FILE: Path | None = Path("/tmp/wb-route-map.json")  # nosec B108
     WB_ROUTE_MAP_REFRESH_HOURS: float = Field(default=6.0, gt=0, le=168)
     WB_PHOTO_BASE_URL: str = "https://{host}"
     WB_VIDEO_BASE_URL: str = "https://{host}"

@@ -517,10 +517,18 @@ class Routes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` by renaming a fresh private file over it: readers never see half a file,
+    and nothing planted at a predictable name (a symlink in a shared /tmp) is followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 # ---------------------------------------------------------------- HTTP

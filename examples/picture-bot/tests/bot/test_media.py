@@ -468,8 +468,8 @@ async def test_photos_above_the_limit_are_refused(cdn: FakeWbCdn, tmp_path: Path
         bundle = await source.fetch(EARLY)
         assert bundle.photos == [] and bundle.too_large == ["photo 1", "photo 2"]
         assert bundle.directory is not None and list(bundle.directory.iterdir()) == []
-        # Readable by a Local Bot API server running as another user.
-        assert stat.S_IMODE(bundle.directory.stat().st_mode) == 0o755
+        # Private to the bot's user, which a Local Bot API server shares (BOT_UID=101).
+        assert stat.S_IMODE(bundle.directory.stat().st_mode) == 0o700
         assert bundle.directory.parent == tmp_path / "files"
         bundle.cleanup()
     finally:

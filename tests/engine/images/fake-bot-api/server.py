@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from aiohttp import web
-from fake_bot_api import Call, FakeBotAPI
+from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 
 API_PORT = int(os.environ.get("FAKE_API_PORT", "8081"))
 STAT_PORT = int(os.environ.get("FAKE_STAT_PORT", "8082"))
