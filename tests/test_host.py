@@ -29,11 +29,10 @@ import pytest
 from devkit.render import copy_template
 from devkit.testkit import shared_module
 from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
-from tests.helpers import PYTHON, REPO_ROOT, assert_ok, jinja_leftovers, run
+from tests.helpers import PYTHON, assert_ok, jinja_leftovers, run
 from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
-TESTING = REPO_ROOT / "template" / "ecosystem_shared" / "testing"
 # Three kinds of bot; tokens differ, so a leaked token would be refused by the bot's fake API.
 BOTS: dict[str, dict[str, Any]] = {
     "text-bot": {"bot_name": "Text Bot", "mode": "text"},
