@@ -32,6 +32,7 @@ CDN_SERVER = Path(__file__).parent / "images" / "fake-wb-cdn"
 ARTICLE = 485_112_345
 CDN_ENV = {"CDN_ARTICLES": str(ARTICLE), "CDN_PHOTOS": "3", "CDN_PHOTO_SIZE": "4096"}
 CDN_URL = "http://fake-wb-cdn:8080"
+ROUTE_MAP_PATH = "cdn.wbbasket.ru/api/v3/upstreams"  # where tests/bot/fake_wb_cdn.py serves it
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -116,7 +117,7 @@ class Ecosystem:
         }
         if bot.answers.get("mode") == "media":  # the CDN stand-in, and files sent by path
             values |= {
-                "WB_ROUTE_MAP_URL": f"{CDN_URL}/cdn.wbbasket.ru/api/v3/upstreams",
+                "WB_ROUTE_MAP_URL": f"{CDN_URL}/{ROUTE_MAP_PATH}",
                 "WB_PHOTO_BASE_URL": CDN_URL + "/{host}",
                 "WB_VIDEO_BASE_URL": CDN_URL + "/{host}",
                 "MEDIA_UPLOAD_LIMIT_MB": "0.001",
@@ -151,7 +152,17 @@ class Ecosystem:
             "command": ["python", "/cdn-server/server.py"],
             "environment": {"PYTHONPATH": f"{code}:/cdn-bot", **CDN_ENV},
             "volumes": [f"./{bot.slug}/tests/bot:/cdn-bot:ro", f"{CDN_SERVER}:/cdn-server:ro"],
-            "healthcheck": {"disable": True},
+            "healthcheck": {
+                "test": [
+                    "CMD",
+                    "python",
+                    "-c",
+                    "import urllib.request as u; u.urlopen("
+                    f"'http://127.0.0.1:8080/{ROUTE_MAP_PATH}', timeout=5)",
+                ],
+                "interval": "2s",
+                "start_period": "60s",
+            },
             "networks": ["telegram-network"],
         }
 
