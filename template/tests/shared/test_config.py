@@ -252,6 +252,7 @@ def test_log_secrets_cover_webhook_secret_and_redis_password(
     assert load_settings(SharedSettings).log_secrets() == [TOKEN, "r3dis-pass", "s" * 40]
 
 
+@pytest.mark.slow  # starts bot processes
 def test_webhook_mode_without_secret_stops_the_real_entrypoint(
     bot_module: str, tmp_path: Path
 ) -> None:

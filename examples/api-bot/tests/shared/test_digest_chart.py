@@ -315,6 +315,7 @@ async def test_chart_with_the_caption_or_before_the_text() -> None:
             await bot.session.close()
 
 
+@pytest.mark.slow  # starts bot processes
 def test_the_bot_process_never_imports_matplotlib(bot_module: str) -> None:
     """Everything a bot imports, then a chart drawn through the subprocess: a PNG of 12 bots,
     and no matplotlib (nor numpy) in the process that asked for it."""

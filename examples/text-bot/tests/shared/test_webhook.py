@@ -70,6 +70,7 @@ async def post(url: str, update: dict[str, Any], secret: str | None) -> int:
         return response.status
 
 
+@pytest.mark.slow  # starts bot processes
 async def test_three_instances_behind_nginx(
     fake_api: FakeBotAPI,
     bot_module: str,
