@@ -175,18 +175,19 @@ class Ecosystem:
         return f"/srv/ecosystem/{bot.slug}" if self.deployment == "host" else "/app"
 
     # ------------------------------------------------------------------ docker compose
-    def compose(self, *args: str, timeout: float = 900, check: bool = True) -> str:
+    def compose(self, *args: str, timeout: float = 900) -> str:
+        """Run docker compose in the ecosystem; its stdout, or a failure with what it said."""
         cmd = ["docker", "compose", "-p", self.project, "-f", "compose.yaml", "-f", TEST_OVERRIDE]
         result = subprocess.run(
             [*cmd, *args], cwd=self.root, capture_output=True, text=True, timeout=timeout,
             check=False, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        if check and result.returncode != 0:
+        if result.returncode != 0:
             raise AssertionError(
                 f"docker compose {' '.join(args)} exited {result.returncode}:\n"
                 f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
             )
-        return result.stdout + result.stderr if not check else result.stdout
+        return result.stdout
 
     def up(self, *services: str) -> None:
         self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "600", *services)
@@ -209,8 +210,8 @@ class Ecosystem:
     def logs(self, service: str = "") -> str:
         return self.compose("logs", "--no-color", "--tail", "200", *([service] if service else []))
 
-    def exec(self, service: str, *cmd: str, check: bool = True) -> str:
-        return self.compose("exec", "-T", service, *cmd, check=check)
+    def exec(self, service: str, *cmd: str) -> str:
+        return self.compose("exec", "-T", service, *cmd)
 
     def psql(self, sql: str) -> list[str]:
         out = self.exec(
