@@ -7,10 +7,12 @@ Loading it selects the Hypothesis profile (see hypothesis_profiles.py) before te
 from ecosystem_shared.testing.hypothesis_profiles import load_profile
 from ecosystem_shared.testing.in_process import in_process_bot
 from ecosystem_shared.testing.postgres import (
+    database_copies,
     database_url,
     db,
     db_conn,
     empty_database_url,
+    empty_databases,
     migrated_template,
     own_server,
     postgres_url,
@@ -24,10 +26,12 @@ from ecosystem_shared.testing.telegram_fixtures import (
 
 __all__ = [
     "bot_process_factory",
+    "database_copies",
     "database_url",
     "db",
     "db_conn",
     "empty_database_url",
+    "empty_databases",
     "fake_api",
     "in_process_bot",
     "migrated_template",
