@@ -12,11 +12,21 @@ from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
+from aiogram import Bot
+from aiogram.client.telegram import TelegramAPIServer
 
+from ecosystem_shared.telegram import TelegramSession
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 
-__all__ = ["StartBot", "bot_process_factory", "fake_api", "pytest_configure"]
+__all__ = ["StartBot", "bot_for", "bot_process_factory", "fake_api", "pytest_configure"]
+
+
+def bot_for(api: FakeBotAPI, *, is_local: bool = False, token: str | None = None) -> Bot:
+    """An aiogram ``Bot`` talking to ``api`` (its token unless ``token`` is given), with the
+    bots' own session class; close it with ``await bot.session.close()``."""
+    server = TelegramAPIServer.from_base(api.base_url, is_local=is_local)
+    return Bot(token or api.token, session=TelegramSession(api=server))
 
 
 class StartBot(Protocol):

@@ -17,9 +17,6 @@ from pathlib import Path
 
 import numpy
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
@@ -41,6 +38,7 @@ from ecosystem_shared.notifications import (
 from ecosystem_shared.stats import BotSeries, ChartData, chart_days, query_chart_data
 from ecosystem_shared.testing.activity import insert_activity, synthetic_series
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import bot_for
 from ecosystem_shared.testing.waiting import fetch
 from ecosystem_shared.texts import shared_texts
 
@@ -197,10 +195,6 @@ async def test_activity_rows_read_back_as_the_same_series(database_url: str) -> 
 # -- the digest with the chart --------------------------------------------------------------
 
 
-def make_bot(api: FakeBotAPI) -> Bot:
-    return Bot(api.token, session=AiohttpSession(api=TelegramAPIServer.from_base(api.base_url)))
-
-
 @pytest.fixture
 async def services(database_url: str) -> AsyncIterator[tuple[Database, Analytics]]:
     db = Database(database_url, migrations=shared_migrations())
@@ -223,11 +217,11 @@ def stats_of_today() -> DailyStats:
 
 
 @pytest.mark.parametrize(
-    ("command", "reason"),
+    ("command", "timeout", "reason"),
     [
-        ((sys.executable, "-c", "import sys; sys.exit('no fonts here')"), "exited with 1"),
-        ((sys.executable, "-c", "import time; time.sleep(60)"), "no chart after 1 s"),
-        ((sys.executable, "-c", "print('not an image')"), "not a PNG"),
+        ((sys.executable, "-c", "import sys; sys.exit('no fonts here')"), 30, "exited with 1"),
+        ((sys.executable, "-c", "import time; time.sleep(60)"), 0.3, "no chart after 0.3 s"),
+        ((sys.executable, "-c", "print('not an image')"), 30, "not a PNG"),
     ],
     ids=["crash", "timeout", "garbage"],
 )
@@ -236,13 +230,16 @@ async def test_a_failed_chart_leaves_the_text_digest_alone(
     database_url: str,
     caplog: pytest.LogCaptureFixture,
     command: tuple[str, ...],
+    timeout: float,
     reason: str,
 ) -> None:
     db, analytics = services
     stats = stats_of_today()
-    charts = ChartService(db, analytics, timezone=ZONE, language="en", timeout=1, command=command)
+    charts = ChartService(
+        db, analytics, timezone=ZONE, language="en", timeout=timeout, command=command
+    )
     async with FakeBotAPI() as api:
-        bot = make_bot(api)
+        bot = bot_for(api)
         try:
             with caplog.at_level(logging.ERROR, "ecosystem_shared.digest_chart"):
                 sent = await Notifier(bot, CHANNEL, "en", charts).daily_digest(stats)
@@ -287,7 +284,7 @@ async def test_chart_with_the_caption_or_before_the_text() -> None:
     long = exact + "z"
     assert visible_length(short) == len("📊 Digest & numbers") + 1  # the emoji counts twice
     async with FakeBotAPI() as api:
-        bot = make_bot(api)
+        bot = bot_for(api)
         try:
             assert await send_report(bot, 42, [short], png)
             [photo] = api.calls("sendPhoto", chat_id=42)

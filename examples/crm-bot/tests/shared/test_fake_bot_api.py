@@ -13,8 +13,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
@@ -36,12 +34,8 @@ from aiogram.types import (
 
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import ANONYMOUS_ADMIN_ID, FakeBotAPI
+from ecosystem_shared.testing.telegram_fixtures import bot_for
 from ecosystem_shared.testing.waiting import wait_until
-
-
-def make_bot(api: FakeBotAPI, *, is_local: bool = False, token: str | None = None) -> Bot:
-    server = TelegramAPIServer.from_base(api.base_url, is_local=is_local)
-    return Bot(token or api.token, session=AiohttpSession(api=server))
 
 
 @pytest_asyncio.fixture
@@ -52,7 +46,7 @@ async def api() -> AsyncIterator[FakeBotAPI]:
 
 @pytest_asyncio.fixture
 async def bot(api: FakeBotAPI) -> AsyncIterator[Bot]:
-    bot = make_bot(api)
+    bot = bot_for(api)
     yield bot
     await bot.session.close()
 
@@ -68,7 +62,7 @@ async def test_get_me_and_unknown_token(api: FakeBotAPI, bot: Bot) -> None:
     me = await bot.get_me()
     assert (me.id, me.is_bot, me.username) == (123456, True, "test_bot")
     assert [call.method for call in api.calls()] == ["getMe"]
-    stranger = make_bot(api, token="999:someone-else")
+    stranger = bot_for(api, token="999:someone-else")
     with pytest.raises(TelegramUnauthorizedError):
         await stranger.get_me()
     await stranger.session.close()
@@ -136,6 +130,7 @@ async def test_rate_limit_and_server_errors(api: FakeBotAPI, bot: Bot) -> None:
         await bot.get_me()
 
 
+@pytest.mark.slow  # real time: a whole second, the shortest request timeout aiogram takes
 async def test_delay_makes_a_request_time_out(api: FakeBotAPI, bot: Bot) -> None:
     api.delay_next("getMe", 3)
     started = time.monotonic()
@@ -218,7 +213,7 @@ async def test_media_group_takes_two_to_ten_items(api: FakeBotAPI, bot: Bot) -> 
 async def test_local_server_takes_file_paths(api: FakeBotAPI, tmp_path: Path) -> None:
     video = tmp_path / "big video.mp4"
     video.write_bytes(b"v" * 5000)
-    local = make_bot(api, is_local=True)
+    local = bot_for(api, is_local=True)
     try:
         sent = await local.send_video(8, video.as_uri())
         assert sent.video is not None and sent.video.file_size == 5000
@@ -238,7 +233,7 @@ async def test_local_server_takes_file_paths(api: FakeBotAPI, tmp_path: Path) ->
 async def test_cloud_server_refuses_file_paths(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"v")
     async with FakeBotAPI(local=False) as cloud:
-        bot = make_bot(cloud)
+        bot = bot_for(cloud)
         try:
             with pytest.raises(TelegramBadRequest, match="wrong remote file identifier"):
                 await bot.send_video(1, (tmp_path / "a.mp4").as_uri())
@@ -248,7 +243,7 @@ async def test_cloud_server_refuses_file_paths(tmp_path: Path) -> None:
 
 async def test_upload_limit(tmp_path: Path) -> None:
     async with FakeBotAPI(local=False, upload_limit_mb=0.01) as cloud:
-        bot = make_bot(cloud)
+        bot = bot_for(cloud)
         try:
             with pytest.raises(TelegramEntityTooLarge):
                 await bot.send_document(1, BufferedInputFile(b"x" * 20_000, "big.bin"))
@@ -271,6 +266,7 @@ async def test_long_poll_returns_early_when_an_update_arrives(api: FakeBotAPI, b
     assert api.updates_served == 1
 
 
+@pytest.mark.slow  # real time: a whole second, the shortest non-zero long poll
 async def test_long_poll_times_out_empty(bot: Bot) -> None:
     started = time.monotonic()
     assert await bot.get_updates(timeout=1) == []
@@ -293,7 +289,7 @@ async def test_offset_confirms_updates(api: FakeBotAPI, bot: Bot) -> None:
 async def test_second_poller_terminates_the_first(api: FakeBotAPI, bot: Bot) -> None:
     first = asyncio.create_task(bot.get_updates(timeout=10))
     await api.wait_for_polling()
-    second = asyncio.create_task(bot.get_updates(timeout=1))
+    second = asyncio.create_task(bot.get_updates(timeout=0))
     with pytest.raises(TelegramConflictError):
         await asyncio.wait_for(first, 5)
     assert await second == []
@@ -481,6 +477,7 @@ async def test_bot_process_that_dies_fails_with_its_output(api: FakeBotAPI, tmp_
     assert await bot.stop() == 1
 
 
+@pytest.mark.slow  # a process that has to be given a second to stop
 async def test_bot_process_that_ignores_sigterm_is_killed(api: FakeBotAPI, tmp_path: Path) -> None:
     root = write_module(tmp_path, "stubborn_bot", STUBBORN)
     bot = await BotProcess("stubborn_bot", root, api).start(wait_polling=False)

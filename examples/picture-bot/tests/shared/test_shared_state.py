@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiogram.fsm.storage.base import StorageKey
 from aiohttp import ClientSession, web
@@ -25,6 +23,7 @@ from ecosystem_shared.shared_state import SharedState
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 from ecosystem_shared.testing.fake_webhook import SECRET_HEADER
 from ecosystem_shared.testing.servers import RedisServer, free_port
+from ecosystem_shared.testing.telegram_fixtures import bot_for
 from ecosystem_shared.webhook import (
     HEALTH_PATH,
     build_app,
@@ -136,12 +135,8 @@ def webhook_settings(api: FakeBotAPI, **overrides: Any) -> SharedSettings:
     return SharedSettings(**(values | overrides))
 
 
-def api_bot(api: FakeBotAPI) -> Bot:
-    return Bot(api.token, session=AiohttpSession(api=TelegramAPIServer.from_base(api.base_url)))
-
-
 async def test_set_webhook_only_when_it_differs(fake_api: FakeBotAPI) -> None:
-    bot = api_bot(fake_api)
+    bot = bot_for(fake_api)
     settings = webhook_settings(fake_api)
     try:
         assert await ensure_webhook(bot, settings, ["message", "callback_query"])
@@ -179,7 +174,7 @@ async def test_set_webhook_only_when_it_differs(fake_api: FakeBotAPI) -> None:
 async def test_fake_refuses_what_telegram_refuses(
     fake_api: FakeBotAPI, url: str, secret: str, error: str
 ) -> None:
-    bot = api_bot(fake_api)
+    bot = bot_for(fake_api)
     try:
         with pytest.raises(TelegramBadRequest, match=error):
             await bot.set_webhook(url, secret_token=secret)
@@ -189,7 +184,7 @@ async def test_fake_refuses_what_telegram_refuses(
 
 
 async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBotAPI) -> None:
-    bot = api_bot(fake_api)
+    bot = bot_for(fake_api)
     dp = Dispatcher()
     seen: list[int] = []
 
@@ -235,7 +230,7 @@ async def test_webhook_app_checks_the_secret_and_answers_health(fake_api: FakeBo
 async def test_shutdown_deletes_the_webhook_only_when_told(
     fake_api: FakeBotAPI, delete: bool
 ) -> None:
-    bot = api_bot(fake_api)
+    bot = bot_for(fake_api)
     settings = webhook_settings(
         fake_api,
         WEBHOOK_LISTEN_PORT=free_port(),

@@ -12,7 +12,7 @@ from aiogram.exceptions import TelegramServerError
 from pydantic import SecretStr
 
 from ecosystem_shared.config import SharedSettings
-from ecosystem_shared.telegram import RetryMiddleware, build_bot
+from ecosystem_shared.telegram import RetryMiddleware, TelegramSession, build_bot
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 
@@ -103,3 +103,28 @@ async def test_callback_answers_are_not_retried(fake_api: FakeBotAPI) -> None:
         assert [c.error_code for c in replies(fake_api, 301)] == [500, None]
     finally:
         await bot.session.close()
+
+
+@pytest.mark.parametrize(("base", "waits"), [("https://api.example.org", True), ("", False)])
+async def test_session_waits_for_ssl_only_over_https(
+    fake_api: FakeBotAPI, monkeypatch: pytest.MonkeyPatch, base: str, waits: bool
+) -> None:
+    """aiogram's close() pauses 250 ms for SSL connections to finish closing; over plain HTTP
+    (a Local Bot API server, the fake here) there are none, and the session closes at once."""
+    settings = SharedSettings.model_construct(
+        BOT_TOKEN=SecretStr(fake_api.token),
+        TELEGRAM_API_BASE_URL=base or fake_api.base_url,
+        TELEGRAM_API_LOCAL=False,
+    )
+    bot = build_bot(settings)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr("aiogram.client.session.aiohttp.asyncio.sleep", pause)
+    assert isinstance(bot.session, TelegramSession)
+    session = await bot.session.create_session()  # what the first request would open
+    await bot.session.close()
+    assert session.closed
+    assert pauses == ([0.25] if waits else [])

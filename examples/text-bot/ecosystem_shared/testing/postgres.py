@@ -7,7 +7,8 @@ them the tests fail with a message saying what to install or set: they are never
 
 Each test gets its own database, dropped afterwards: ``database_url`` is a copy of a template
 database migrated once per session (``CREATE DATABASE ... TEMPLATE``, a file copy instead of
-running the shared SQL again), ``empty_database_url`` a database with nothing in it. The same
+running the shared SQL again), made ahead and dropped behind on a background thread so that
+tests do not wait for either; ``empty_database_url`` is a database with nothing in it. The same
 code serves the template repository's tests, its benchmark and its CI, which import this
 module by path, and ``python -m ecosystem_shared.testing.postgres -- <command>`` runs a command
 with ``TEST_DATABASE_URL`` pointing at a throwaway server.
@@ -29,7 +30,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -40,14 +41,17 @@ from ecosystem_shared.db import Database, configure_connection, describe_dsn
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
 
 __all__ = [
+    "DatabaseCopies",
     "PostgresServer",
     "admin",
     "create_database",
+    "database_copies",
     "database_url",
     "db",
     "db_conn",
     "drop_database",
     "empty_database_url",
+    "empty_databases",
     "find_pg_bin",
     "migrate",
     "migrated_template",
@@ -268,6 +272,14 @@ def postgres_url() -> Iterator[str]:
         pytest.fail(f"Could not start a throwaway PostgreSQL: {error}", pytrace=False)
 
 
+def _cannot_create(postgres_url: str, error: BaseException) -> NoReturn:
+    pytest.fail(
+        f"Cannot create a test database on {describe_dsn(postgres_url)}"
+        f" (TEST_DATABASE_URL / DATABASE_URL, or the throwaway server): {error}",
+        pytrace=False,
+    )
+
+
 @contextlib.contextmanager
 def _test_database(postgres_url: str, template: str | None) -> Iterator[str]:
     """A database for a (sync) fixture; a server that refuses it fails the test with why."""
@@ -275,11 +287,7 @@ def _test_database(postgres_url: str, template: str | None) -> Iterator[str]:
     try:
         run_sync(create_database(postgres_url, name, template))
     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-        pytest.fail(
-            f"Cannot create a test database on {describe_dsn(postgres_url)}"
-            f" (TEST_DATABASE_URL / DATABASE_URL, or the throwaway server): {error}",
-            pytrace=False,
-        )
+        _cannot_create(postgres_url, error)
     try:
         yield with_database(postgres_url, name)
     finally:
@@ -297,19 +305,141 @@ def migrated_template(postgres_url: str) -> Iterator[str]:
         yield urlsplit(url).path.lstrip("/")
 
 
+class DatabaseCopies:
+    """Copies of a template database made ahead, and dropped after use, on background threads.
+
+    Making a copy costs PostgreSQL 0.1-0.3 s (dropping one much less): in the test's path, that
+    is most of a fast test's time. Here ``workers`` threads keep ``ahead`` copies ready while
+    tests run (PostgreSQL works on another core while the tests wait for I/O) and drop used
+    ones behind them, drops first: at most ``ahead`` + ``workers`` copies exist at once.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        template: str | None,
+        *,
+        ahead: int = 4,
+        workers: int = 2,
+        prefix: str = "test",
+    ) -> None:
+        self.server, self.template, self.ahead, self.prefix = server, template, ahead, prefix
+        self._ready: list[str] = []
+        self._drops: list[str] = []
+        self._creating = 0
+        self._error: BaseException | None = None  # a failed copy: every later take() raises it
+        self._drop_errors: list[BaseException] = []  # raised by close(), at the session's end
+        self._closing = False
+        self._changed = threading.Condition()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"database-copies-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def take(self) -> str:
+        """The URL of a fresh copy (waits for one); the background's failure is raised here."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._ready or self._error is not None)
+            if self._error is not None:
+                raise self._error
+            name = self._ready.pop(0)
+            self._changed.notify_all()
+        return with_database(self.server, name)
+
+    def give_back(self, url: str) -> None:
+        """Drop the copy at ``url`` in the background (connections still open are terminated)."""
+        with self._changed:
+            self._drops.append(urlsplit(url).path.lstrip("/"))
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Drop every copy left, then stop the threads; a drop that failed is raised here."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        for worker in self._workers:
+            worker.join()
+        if self._drop_errors:
+            raise self._drop_errors[0]
+
+    def _wanted(self) -> bool:
+        return self._error is None and len(self._ready) + self._creating < self.ahead
+
+    def _next_job(self) -> tuple[str, str] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._closing or self._drops or self._wanted())
+            if self._closing:  # nobody takes a copy any more
+                self._drops += self._ready
+                self._ready.clear()
+            if self._drops:
+                return "drop", self._drops.pop(0)
+            if self._closing:
+                return None
+            self._creating += 1
+            return "create", new_database_name(self.prefix)
+
+    def _work(self) -> None:
+        while (job := self._next_job()) is not None:
+            action, name = job
+            try:
+                if action == "drop":
+                    asyncio.run(drop_database(self.server, name))
+                else:
+                    asyncio.run(create_database(self.server, name, self.template))
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                with self._changed:
+                    if action == "drop":
+                        self._drop_errors.append(error)
+                    else:
+                        self._creating -= 1
+                        self._error = error
+                    self._changed.notify_all()
+                continue
+            if action == "create":
+                with self._changed:
+                    self._creating -= 1
+                    self._ready.append(name)
+                    self._changed.notify_all()
+
+
+@pytest.fixture(scope="session")
+def database_copies(postgres_url: str, migrated_template: str) -> Iterator[DatabaseCopies]:
+    """Copies of :func:`migrated_template`, made ahead of the tests that use them."""
+    copies = DatabaseCopies(postgres_url, migrated_template)
+    yield copies
+    copies.close()
+
+
+@pytest.fixture(scope="session")
+def empty_databases(postgres_url: str) -> Iterator[DatabaseCopies]:
+    """Empty databases (copies of PostgreSQL's ``template1``), made ahead; few tests want one."""
+    copies = DatabaseCopies(postgres_url, None, ahead=2, workers=1)
+    yield copies
+    copies.close()
+
+
+def _database_from(copies: DatabaseCopies) -> Iterator[str]:
+    try:
+        url = copies.take()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        _cannot_create(copies.server, error)
+    yield url
+    copies.give_back(url)
+
+
 @pytest.fixture
-def database_url(postgres_url: str, migrated_template: str) -> Iterator[str]:
+def database_url(database_copies: DatabaseCopies) -> Iterator[str]:
     """A database of its own for one test with the shared schema already applied (a copy of
-    :func:`migrated_template`); dropped (even with open connections) after it."""
-    with _test_database(postgres_url, migrated_template) as url:
-        yield url
+    :func:`migrated_template`, made in advance); dropped (even with open connections) after it."""
+    yield from _database_from(database_copies)
 
 
 @pytest.fixture
-def empty_database_url(postgres_url: str) -> Iterator[str]:
+def empty_database_url(empty_databases: DatabaseCopies) -> Iterator[str]:
     """A fresh, empty database for one test (no schema at all); dropped after it."""
-    with _test_database(postgres_url, None) as url:
-        yield url
+    yield from _database_from(empty_databases)
 
 
 @pytest_asyncio.fixture
