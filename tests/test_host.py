@@ -457,6 +457,24 @@ def test_build_helpers_name_the_bots(ecosystem: Path, tmp_path: Path) -> None:
     )
 
 
+@HOST
+def test_preload_leaves_out_what_only_a_subprocess_imports(ecosystem: Path) -> None:
+    """The digest chart runs as ``python -m ecosystem_shared.chart``: no child imports
+    matplotlib, so the parent must not spend ~40 MiB on it; what children import stays."""
+    code = (
+        "from pathlib import Path\n"
+        "from ecosystem_host.bots import read_bot\n"
+        "from ecosystem_host.preload import imported_modules\n"
+        f"bots = [read_bot(Path(s).resolve(), code=False) for s in {list(BOTS)!r}]\n"
+        "print('\\n'.join(imported_modules(bots)))\n"
+    )
+    listed = run([PYTHON, "-c", code], ecosystem, timeout=60)
+    assert_ok(listed, "imported_modules")
+    modules = set(listed.stdout.split())
+    assert {"aiogram", "asyncpg", "pydantic_settings"} <= modules
+    assert not [m for m in modules if m.split(".")[0] in ("matplotlib", "numpy")]
+
+
 def _compose_files(eco: Path) -> Mapping[str, Any]:
     for slug in BOTS:
         write_env(eco / slug, BOT_TOKEN=TOKENS[slug])

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import itertools
 import logging
 import os
 import sys
@@ -33,24 +34,48 @@ _OWN = ("ecosystem_shared",)
 _SKIPPED_DIRS = frozenset({"testing", "tests", "__pycache__"})
 
 
+def _subprocess_modules(tree: ast.AST) -> set[str]:
+    """Modules a file starts as their own process: ``(sys.executable, "-m", "pkg.mod")``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple | ast.List | ast.Call):
+            items = node.args if isinstance(node, ast.Call) else node.elts
+            for flag, name in itertools.pairwise(items):
+                if (
+                    isinstance(flag, ast.Constant)
+                    and flag.value == "-m"
+                    and isinstance(name, ast.Constant)
+                    and isinstance(name.value, str)
+                ):
+                    found.add(name.value)
+    return found
+
+
 def imported_modules(bots: Iterable[Bot]) -> list[str]:
-    """Absolute module names the bots' production code imports, their own packages excluded."""
+    """Absolute module names the bots' production code imports, their own packages excluded.
+
+    A module the bots run as a subprocess (``python -m ecosystem_shared.chart``: matplotlib,
+    about 40 MiB) is no child's import, so its imports are left out.
+    """
     names: set[str] = set()
     own = set(_OWN)
-    sources: list[Path] = []
+    trees: list[tuple[str, ast.AST]] = []  # (module name, its code)
     for bot in bots:
         own.add(bot.package)
         for root in (bot.directory / "ecosystem_shared", bot.directory / bot.package):
-            sources += [
-                path
-                for path in root.rglob("*.py")
-                if not _SKIPPED_DIRS.intersection(path.relative_to(root).parts)
-            ]
-    for path in sources:
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError):
-            continue  # the child will report it when it imports the file
+            for path in root.rglob("*.py"):
+                if _SKIPPED_DIRS.intersection(path.relative_to(root).parts):
+                    continue
+                parts = path.relative_to(bot.directory).with_suffix("").parts
+                module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+                try:
+                    trees.append((module, ast.parse(path.read_bytes(), filename=str(path))))
+                except (OSError, SyntaxError, ValueError):
+                    continue  # the child will report it when it imports the file
+    subprocesses = set().union(*(_subprocess_modules(tree) for _, tree in trees))
+    for module, tree in trees:
+        if module in subprocesses:
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)
