@@ -239,9 +239,29 @@ def _settings_warmup() -> None:
 
 
 def _scheduler_warmup() -> None:
+    """A started and stopped AsyncIOScheduler with a daily job, as a bot's digest schedule:
+    its executor module and start path are then the parent's, not imported in every child."""
+    from apscheduler.schedulers.asyncio import (  # type: ignore[import-untyped,unused-ignore]
+        AsyncIOScheduler,
+    )
     from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped,unused-ignore]
 
-    CronTrigger(hour=0, minute=0, timezone="UTC")
+    async def job() -> None:
+        pass
+
+    async def run() -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(job, CronTrigger(hour=0, minute=0, timezone="UTC"), id="warm-up")
+        scheduler.start()
+        await asyncio.sleep(0)
+        scheduler.shutdown(wait=False)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _run_aiogram_warmup() -> None:
