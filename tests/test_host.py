@@ -517,6 +517,9 @@ def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
     assert "--uses-ffmpeg" in dockerfile and "--conflicts" in dockerfile
     assert 'CMD ["python", "-m", "ecosystem_host", "--check"]' in dockerfile
     assert re.search(r"^USER \$\{BOT_UID\}", dockerfile, re.M)
+    # Children do not compile their bot's code at each start (PYTHONDONTWRITEBYTECODE=1).
+    compiled = dockerfile.index(f"RUN python -m compileall -q {' '.join(BOTS)}\n")
+    assert compiled < dockerfile.index("USER ${BOT_UID}")
     ignore = (ecosystem / ".dockerignore").read_text(encoding="utf-8")
     assert "**/.env" in ignore.splitlines()
 
