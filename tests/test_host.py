@@ -475,6 +475,18 @@ def test_preload_leaves_out_what_only_a_subprocess_imports(ecosystem: Path) -> N
     assert not [m for m in modules if m.split(".")[0] in ("matplotlib", "numpy")]
 
 
+@HOST
+@pytest.mark.parametrize("variable", ["PYTHONMALLOC=malloc", "PYTHONTRACEMALLOC=1"])
+def test_preload_runs_without_pymalloc(ecosystem: Path, variable: str) -> None:
+    """With pymalloc replaced or wrapped there are no pool statistics: nothing to fill, and the
+    host starts (it crashed on the missing section)."""
+    name, _, value = variable.partition("=")
+    code = "from ecosystem_host.preload import _fill_pymalloc_holes as f; print(f())"
+    filled = run([PYTHON, "-c", code], ecosystem, timeout=60, env=os.environ | {name: value})
+    assert_ok(filled, variable)
+    assert filled.stdout.split() == ["0"]
+
+
 def _compose_files(eco: Path) -> Mapping[str, Any]:
     for slug in BOTS:
         write_env(eco / slug, BOT_TOKEN=TOKENS[slug])

@@ -308,7 +308,10 @@ def _pymalloc_free_blocks() -> dict[int, int]:
         report.seek(0)
         text = report.read().decode("ascii", "replace")
     free: dict[int, int] = {}
-    for line in text.split("\n\n", 2)[1].splitlines():
+    sections = text.split("\n\n", 2)
+    if len(sections) < 2:  # no pymalloc (PYTHONMALLOC=malloc, PYTHONTRACEMALLOC): nothing to fill
+        return free
+    for line in sections[1].splitlines():
         fields = line.split()
         if len(fields) == 5 and all(field.isdigit() for field in fields):
             free[int(fields[1])] = int(fields[4])
