@@ -457,6 +457,36 @@ def test_build_helpers_name_the_bots(ecosystem: Path, tmp_path: Path) -> None:
     )
 
 
+@HOST
+def test_preload_leaves_out_what_only_a_subprocess_imports(ecosystem: Path) -> None:
+    """The digest chart runs as ``python -m ecosystem_shared.chart``: no child imports
+    matplotlib, so the parent must not spend ~40 MiB on it; what children import stays."""
+    code = (
+        "from pathlib import Path\n"
+        "from ecosystem_host.bots import read_bot\n"
+        "from ecosystem_host.preload import imported_modules\n"
+        f"bots = [read_bot(Path(s).resolve(), code=False) for s in {list(BOTS)!r}]\n"
+        "print('\\n'.join(imported_modules(bots)))\n"
+    )
+    listed = run([PYTHON, "-c", code], ecosystem, timeout=60)
+    assert_ok(listed, "imported_modules")
+    modules = set(listed.stdout.split())
+    assert {"aiogram", "asyncpg", "pydantic_settings"} <= modules
+    assert not [m for m in modules if m.split(".")[0] in ("matplotlib", "numpy")]
+
+
+@HOST
+@pytest.mark.parametrize("variable", ["PYTHONMALLOC=malloc", "PYTHONTRACEMALLOC=1"])
+def test_preload_runs_without_pymalloc(ecosystem: Path, variable: str) -> None:
+    """With pymalloc replaced or wrapped there are no pool statistics: nothing to fill, and the
+    host starts (it crashed on the missing section)."""
+    name, _, value = variable.partition("=")
+    code = "from ecosystem_host.preload import _fill_pymalloc_holes as f; print(f())"
+    filled = run([PYTHON, "-c", code], ecosystem, timeout=60, env=os.environ | {name: value})
+    assert_ok(filled, variable)
+    assert filled.stdout.split() == ["0"]
+
+
 def _compose_files(eco: Path) -> Mapping[str, Any]:
     for slug in BOTS:
         write_env(eco / slug, BOT_TOKEN=TOKENS[slug])
@@ -499,6 +529,9 @@ def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
     assert "--uses-ffmpeg" in dockerfile and "--conflicts" in dockerfile
     assert 'CMD ["python", "-m", "ecosystem_host", "--check"]' in dockerfile
     assert re.search(r"^USER \$\{BOT_UID\}", dockerfile, re.M)
+    # Children do not compile their bot's code at each start (PYTHONDONTWRITEBYTECODE=1).
+    compiled = dockerfile.index(f"RUN python -m compileall -q {' '.join(BOTS)}\n")
+    assert compiled < dockerfile.index("USER ${BOT_UID}")
     ignore = (ecosystem / ".dockerignore").read_text(encoding="utf-8")
     assert "**/.env" in ignore.splitlines()
 
