@@ -211,6 +211,8 @@ async def run_services(
                 allowed_updates=dp.resolve_used_update_types(),
                 handle_signals=True,
                 close_bot_session=False,
+                # A burst of updates is handled this many at a time (see config.py).
+                tasks_concurrency_limit=settings.MAX_CONCURRENT_UPDATES,
             )
     finally:
         liveness.cancel()

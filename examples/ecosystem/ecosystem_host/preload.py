@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import gc
 import importlib
+import itertools
 import logging
 import os
 import sys
@@ -33,24 +34,48 @@ _OWN = ("ecosystem_shared",)
 _SKIPPED_DIRS = frozenset({"testing", "tests", "__pycache__"})
 
 
+def _subprocess_modules(tree: ast.AST) -> set[str]:
+    """Modules a file starts as their own process: ``(sys.executable, "-m", "pkg.mod")``."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple | ast.List | ast.Call):
+            items = node.args if isinstance(node, ast.Call) else node.elts
+            for flag, name in itertools.pairwise(items):
+                if (
+                    isinstance(flag, ast.Constant)
+                    and flag.value == "-m"
+                    and isinstance(name, ast.Constant)
+                    and isinstance(name.value, str)
+                ):
+                    found.add(name.value)
+    return found
+
+
 def imported_modules(bots: Iterable[Bot]) -> list[str]:
-    """Absolute module names the bots' production code imports, their own packages excluded."""
+    """Absolute module names the bots' production code imports, their own packages excluded.
+
+    A module the bots run as a subprocess (``python -m ecosystem_shared.chart``: matplotlib,
+    about 40 MiB) is no child's import, so its imports are left out.
+    """
     names: set[str] = set()
     own = set(_OWN)
-    sources: list[Path] = []
+    trees: list[tuple[str, ast.AST]] = []  # (module name, its code)
     for bot in bots:
         own.add(bot.package)
         for root in (bot.directory / "ecosystem_shared", bot.directory / bot.package):
-            sources += [
-                path
-                for path in root.rglob("*.py")
-                if not _SKIPPED_DIRS.intersection(path.relative_to(root).parts)
-            ]
-    for path in sources:
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError):
-            continue  # the child will report it when it imports the file
+            for path in root.rglob("*.py"):
+                if _SKIPPED_DIRS.intersection(path.relative_to(root).parts):
+                    continue
+                parts = path.relative_to(bot.directory).with_suffix("").parts
+                module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+                try:
+                    trees.append((module, ast.parse(path.read_bytes(), filename=str(path))))
+                except (OSError, SyntaxError, ValueError):
+                    continue  # the child will report it when it imports the file
+    subprocesses = set().union(*(_subprocess_modules(tree) for _, tree in trees))
+    for module, tree in trees:
+        if module in subprocesses:
+            continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)
@@ -214,9 +239,29 @@ def _settings_warmup() -> None:
 
 
 def _scheduler_warmup() -> None:
+    """A started and stopped AsyncIOScheduler with a daily job, as a bot's digest schedule:
+    its executor module and start path are then the parent's, not imported in every child."""
+    from apscheduler.schedulers.asyncio import (  # type: ignore[import-untyped,unused-ignore]
+        AsyncIOScheduler,
+    )
     from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped,unused-ignore]
 
-    CronTrigger(hour=0, minute=0, timezone="UTC")
+    async def job() -> None:
+        pass
+
+    async def run() -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler.add_job(job, CronTrigger(hour=0, minute=0, timezone="UTC"), id="warm-up")
+        scheduler.start()
+        await asyncio.sleep(0)
+        scheduler.shutdown(wait=False)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 def _run_aiogram_warmup() -> None:
@@ -263,7 +308,10 @@ def _pymalloc_free_blocks() -> dict[int, int]:
         report.seek(0)
         text = report.read().decode("ascii", "replace")
     free: dict[int, int] = {}
-    for line in text.split("\n\n", 2)[1].splitlines():
+    sections = text.split("\n\n", 2)
+    if len(sections) < 2:  # no pymalloc (PYTHONMALLOC=malloc, PYTHONTRACEMALLOC): nothing to fill
+        return free
+    for line in sections[1].splitlines():
         fields = line.split()
         if len(fields) == 5 and all(field.isdigit() for field in fields):
             free[int(fields[1])] = int(fields[4])

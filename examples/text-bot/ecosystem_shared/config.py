@@ -61,6 +61,10 @@ class SharedSettings(BaseSettings):
     ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)
 
     RATE_LIMIT_SECONDS: float = Field(default=3.0, ge=0, le=3600)
+    # Updates handled at once when polling (aiogram starts a task per update, unbounded by
+    # default): a burst of 1,000 updates would hold 1,000 handler tasks, and the process keeps
+    # the memory of that peak. Webhook mode is bounded by WEBHOOK_MAX_CONNECTIONS instead.
+    MAX_CONCURRENT_UPDATES: int = Field(default=32, ge=1, le=10_000)
 
     TELEGRAM_API_BASE_URL: str | None = None
     TELEGRAM_API_LOCAL: bool = False

@@ -76,6 +76,7 @@ BAD_VALUES = [
     ("RATE_LIMIT_SECONDS", "-1", "RATE_LIMIT_SECONDS: Input should be greater than or equal"),
     ("RATE_LIMIT_SECONDS", "fast", "RATE_LIMIT_SECONDS: Input should be a valid number"),
     ("RATE_LIMIT_SECONDS", "nan", "RATE_LIMIT_SECONDS: Input should be less than or equal"),
+    ("MAX_CONCURRENT_UPDATES", "0", "MAX_CONCURRENT_UPDATES: Input should be greater than or"),
     ("TELEGRAM_API_BASE_URL", "telegram-bot-api:8081", "TELEGRAM_API_BASE_URL: expected"),
     ("TELEGRAM_API_LOCAL", "maybe", "TELEGRAM_API_LOCAL: Input should be a valid boolean"),
     ("DIGEST_TIME", "7pm", "DIGEST_TIME: expected HH:MM"),

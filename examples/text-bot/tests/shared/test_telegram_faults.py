@@ -84,6 +84,23 @@ async def test_bot_api_errors_and_outage_are_survived(
         assert sum(call.error_code is None for call in calls) == 1
 
 
+@pytest.mark.slow
+async def test_a_burst_is_handled_at_most_max_concurrent_updates_at_a_time(
+    fake_api: FakeBotAPI, bot_process_factory: StartBot
+) -> None:
+    """MAX_CONCURRENT_UPDATES bounds the handler tasks polling starts (aiogram's default is one
+    task per update, however many arrive): with every reply held for 1 s, six updates and a
+    limit of 2 are answered in three waves, not at once."""
+    await bot_process_factory(DATABASE_URL="", RATE_LIMIT_SECONDS="0", MAX_CONCURRENT_UPDATES=2)
+    users = range(201, 207)
+    fake_api.delay_next("sendMessage", 1.0, times=len(users))
+    for user_id in users:
+        fake_api.push_message("/help", user_id=user_id)
+    answers = [await fake_api.wait_for_call("sendMessage", TIMEOUT, chat_id=u) for u in users]
+    times = sorted(answer.time for answer in answers)
+    assert times[-1] - times[0] >= 1.5, f"answered together, not two at a time: {times}"
+
+
 async def test_callback_answers_are_not_retried(fake_api: FakeBotAPI) -> None:
     """The bot's own Bot object (same session and middleware as in production), in-process:
     the generated bots subscribe to no button presses, so no process would answer one."""
