@@ -111,6 +111,9 @@ def test_dockerfile_layers_user_and_commands(case: Case, project: Path) -> None:
 
     runs = " ".join(step.args for step in steps if step.keyword == "RUN")
     assert ("ffmpeg" in runs) == (case.mode == "media")
+    # The code's bytecode is compiled at build time, after the code is copied.
+    compiled = keywords.index("RUN", copies[-1][0])
+    assert steps[compiled].args == f"python -m compileall -q ecosystem_shared {package}"
 
     # Last USER is a non-root uid (the ARG default when it is a build argument).
     args = {
