@@ -33,6 +33,7 @@ from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import schedule_digest, send_digest_once
 from ecosystem_shared.digest_chart import ChartService
+from ecosystem_shared.fsm_memory import CompactMemoryStorage
 from ecosystem_shared.health import touch_liveness
 from ecosystem_shared.log import setup_logging
 from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
@@ -117,7 +118,7 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     settings = services.settings
     texts = shared_texts(settings.LANGUAGE)
     shared = services.shared
-    fsm: dict[str, Any] = {}
+    fsm: dict[str, Any] = {"storage": CompactMemoryStorage()}  # aiogram's keeps every user
     if shared is not None:
         fsm = {"storage": shared.storage, "events_isolation": shared.events_isolation}
     dp = Dispatcher(**fsm, **services.workflow_data())

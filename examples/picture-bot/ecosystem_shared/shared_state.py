@@ -29,12 +29,14 @@ from aiogram.fsm.storage.base import (
     StateType,
     StorageKey,
 )
-from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from ecosystem_shared.fsm_memory import CompactMemoryStorage
 
 __all__ = [
     "REDIS_ERRORS",
@@ -128,7 +130,7 @@ class FallbackStorage(BaseStorage):
 
     def __init__(self, primary: BaseStorage, health: RedisHealth) -> None:
         self.primary = primary
-        self.fallback = MemoryStorage()
+        self.fallback = CompactMemoryStorage()
         self.health = health
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
