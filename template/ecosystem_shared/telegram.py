@@ -111,7 +111,7 @@ class TelegramSession(AiohttpSession):
     """
 
     async def close(self) -> None:
-        if self.api.base.startswith("https://"):
+        if self.api.base.lower().startswith("https:"):
             await super().close()
         elif self._session is not None and not self._session.closed:
             await self._session.close()

@@ -118,9 +118,11 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     settings = services.settings
     texts = shared_texts(settings.LANGUAGE)
     shared = services.shared
-    fsm: dict[str, Any] = {"storage": CompactMemoryStorage()}  # aiogram's keeps every user
+    fsm: dict[str, Any]
     if shared is not None:
         fsm = {"storage": shared.storage, "events_isolation": shared.events_isolation}
+    else:  # not aiogram's default MemoryStorage: it keeps a record of every user it has seen
+        fsm = {"storage": CompactMemoryStorage()}
     dp = Dispatcher(**fsm, **services.workflow_data())
     secrets = settings.log_secrets()
     # After every errors handler of the bot's routers: see middlewares/errors.py.

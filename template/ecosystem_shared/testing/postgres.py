@@ -7,7 +7,7 @@ them the tests fail with a message saying what to install or set: they are never
 
 Each test gets its own database, dropped afterwards: ``database_url`` is a copy of a template
 database migrated once per session (``CREATE DATABASE ... TEMPLATE``, a file copy instead of
-running the shared SQL again), made ahead and dropped behind on a background thread so that
+running the shared SQL again), made ahead and dropped behind on background threads so that
 tests do not wait for either; ``empty_database_url`` is a database with nothing in it. The same
 code serves the template repository's tests, its benchmark and its CI, which import this
 module by path, and ``python -m ecosystem_shared.testing.postgres -- <command>`` runs a command
@@ -311,7 +311,7 @@ class DatabaseCopies:
     Making a copy costs PostgreSQL 0.1-0.3 s (dropping one much less): in the test's path, that
     is most of a fast test's time. Here ``workers`` threads keep ``ahead`` copies ready while
     tests run (PostgreSQL works on another core while the tests wait for I/O) and drop used
-    ones behind them, drops first: at most ``ahead`` + ``workers`` copies exist at once.
+    ones behind them. Drops come before new copies, so used copies never pile up.
     """
 
     def __init__(
