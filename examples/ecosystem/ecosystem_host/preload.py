@@ -20,7 +20,7 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -256,18 +256,18 @@ def _scheduler_warmup() -> None:
         await asyncio.sleep(0)
         scheduler.shutdown(wait=False)
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(run())
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    _in_fresh_loop(run())
 
 
 def _run_aiogram_warmup() -> None:
+    _in_fresh_loop(_aiogram_warmup())
+
+
+def _in_fresh_loop(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` in a loop of its own, closed afterwards: no loop is left for the children."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(_aiogram_warmup())
+        loop.run_until_complete(coro)
     finally:
         loop.close()
         asyncio.set_event_loop(None)
