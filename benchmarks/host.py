@@ -33,6 +33,7 @@ import contextlib
 import importlib
 import json
 import os
+import platform
 import shutil
 import signal
 import statistics
@@ -225,6 +226,15 @@ class Separate:
         await self.procs[slug].wait()
         await self.start_one(slug)  # at once, as `restart: unless-stopped` does the first time
 
+    async def first_exit(self) -> str:
+        """Waits until one bot process exits (before it should): which one and how."""
+        waits = {asyncio.ensure_future(p.wait()): slug for slug, p in self.procs.items()}
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        task = done.pop()
+        return f"{waits[task]} exited with status {task.result()}"
+
     async def stop(self) -> list[int]:
         for p in self.procs.values():
             p.send_signal(signal.SIGTERM)
@@ -263,10 +273,29 @@ class Host:
     async def kill_and_restart(self, slug: str) -> None:
         os.kill(self.pids()[slug], signal.SIGKILL)  # the host restarts it
 
+    async def first_exit(self) -> str:
+        assert self.proc is not None
+        return f"the host exited with status {await self.proc.wait()}"
+
     async def stop(self) -> list[int]:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return [await asyncio.wait_for(self.proc.wait(), 60)]
+
+
+async def start_polling(bench: Bench, runner: Separate | Host, since: dict[str, int]) -> None:
+    """Start the runner and wait until every bot polls; fails at once if a process exits
+    first (a refused bot, a missing dependency) instead of waiting out the timeout."""
+    await runner.start()
+    polling = asyncio.ensure_future(bench.wait_polling(since))
+    exited = asyncio.ensure_future(runner.first_exit())
+    done, _ = await asyncio.wait({polling, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if polling in done:
+        exited.cancel()
+        polling.result()
+        return
+    polling.cancel()
+    raise RuntimeError(f"{exited.result()} before every bot polled (its output is above)")
 
 
 async def run_mode(bench: Bench, mode: str) -> ModeResult:
@@ -281,8 +310,7 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
         bench.write_envs(database_url)
         since = {s: bench.apis[s].poll_count for s in bench.slugs}
         started = time.monotonic()
-        await runner.start()
-        await bench.wait_polling(since)
+        await start_polling(bench, runner, since)
         result.start_s = time.monotonic() - started
         progress(f"{mode}: every bot polls after {result.start_s:.1f} s")
         for slug in bench.slugs:  # one warm-up /start each (first user, connections)
@@ -379,8 +407,7 @@ async def side_by_side(
         for mode, runner in runners.items():
             benches[mode].write_envs(urls[mode])
             since = {s: benches[mode].apis[s].poll_count for s in bench.slugs}
-            await runner.start()
-            await benches[mode].wait_polling(since)
+            await start_polling(benches[mode], runner, since)
             for slug in bench.slugs:
                 await benches[mode].starts(slug, 1)
         progress("side by side: both modes poll")
@@ -541,7 +568,8 @@ def table(separate: ModeResult, host: ModeResult, bots: int, users: int) -> str:
     ]
     header = ("Figure", f"{bots} processes", "host", "host/separate", "Target")
     lines = [
-        f"{bots} bots, /start from {users} distinct users each",
+        f"{bots} bots, /start from {users} distinct users each,"
+        f" Python {platform.python_version()} ({sys.executable})",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -578,7 +606,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if separate.per_bot_updates_s and host.per_bot_updates_s:
         print(table(separate, host, args.bots, args.users))
     if args.json:
-        dump = {"modes": [asdict(r) for r in results], "side_by_side_updates_s": speeds}
+        dump = {
+            "python": platform.python_version(),
+            "modes": [asdict(r) for r in results],
+            "side_by_side_updates_s": speeds,
+        }
         args.json.write_text(json.dumps(dump, indent=2) + "\n")
     lost = any(r.events_stored != r.events_expected for r in results)
     return 1 if lost else 0

@@ -30,6 +30,7 @@ from devkit.render import copy_template
 from devkit.testkit import shared_module
 from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
 from tests.helpers import PYTHON, assert_ok, jinja_leftovers, run
+from tests.interpreters import IMMORTAL_VERSIONS, immortal_capable_python, version_of
 from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
@@ -70,6 +71,35 @@ def ecosystem(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return eco
 
 
+@pytest.fixture(scope="module")
+def immortal_python(ecosystem: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CPython 3.12/3.13 virtualenv with the three bots' dependencies (the host image's
+    interpreter is 3.12: there the host makes its preloaded heap immortal)."""
+    base = immortal_capable_python()
+    if base is None:
+        pytest.skip("no CPython 3.12 or 3.13 on this machine (set HOST_TEST_PYTHON)")
+    venv = tmp_path_factory.mktemp("immortal-python") / "venv"
+    assert_ok(run([base, "-m", "venv", str(venv)], ecosystem, timeout=120), "venv")
+    wanted = run([PYTHON, "-m", "ecosystem_host", "--requirements", *BOTS], ecosystem, timeout=60)
+    assert_ok(wanted, "--requirements")
+    python = str(venv / "bin" / "python")
+    installed = run(
+        [python, "-m", "pip", "install", "-q", *wanted.stdout.split()], ecosystem, timeout=900
+    )
+    assert_ok(installed, "pip install the bots' dependencies")
+    return python
+
+
+@pytest.fixture(params=["pytest's python", "python 3.12+"])
+def host_python(request: pytest.FixtureRequest) -> str:
+    """The interpreter the host runs on: pytest's own, and a 3.12+ one (immortal objects)."""
+    if request.param == "pytest's python":
+        return PYTHON
+    python = request.getfixturevalue("immortal_python")
+    assert isinstance(python, str)
+    return python
+
+
 def write_env(bot_dir: Path, **values: str) -> None:
     """The bot's ``.env``: its ``.env.example`` with ``values`` set."""
     text = fill_env_example(bot_dir / ".env.example", values)
@@ -97,8 +127,10 @@ def database_url(server_url: str) -> Iterator[str]:  # noqa: F811 - the imported
 class HostProcess:
     """``python -m ecosystem_host ARGS`` from the ecosystem directory, output collected."""
 
-    def __init__(self, eco: Path, args: list[str], health: Path, **env: str) -> None:
-        self.eco, self.args, self.health = eco, args, health
+    def __init__(
+        self, eco: Path, args: list[str], health: Path, python: str = PYTHON, **env: str
+    ) -> None:
+        self.eco, self.args, self.health, self.python = eco, args, health, python
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
         self.env = base | {"HOST_HEALTH_DIR": str(health), "PYTHONUNBUFFERED": "1"} | env
         self.process: asyncio.subprocess.Process | None = None
@@ -111,7 +143,7 @@ class HostProcess:
 
     async def start(self) -> HostProcess:
         self.process = await asyncio.create_subprocess_exec(
-            PYTHON,
+            self.python,
             "-m",
             "ecosystem_host",
             *self.args,
@@ -278,7 +310,7 @@ async def check(host: HostProcess) -> tuple[int, str]:
 
 @HOST
 def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
-    ecosystem: Path, database_url: str, tmp_path: Path
+    ecosystem: Path, database_url: str, tmp_path: Path, host_python: str
 ) -> None:
     async def scenario() -> None:
         async with fake_apis(list(BOTS)) as apis:
@@ -294,6 +326,7 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                 ecosystem,
                 list(BOTS),
                 tmp_path / "health",
+                host_python,
                 BOT_TOKEN="1:leaked-token-of-nobody",
                 TELEGRAM_API_BASE_URL="http://127.0.0.1:9",
                 DATABASE_URL=nowhere,
@@ -307,6 +340,14 @@ def test_three_bots_answer_survive_a_killed_child_and_stop_cleanly(
                     await host.wait_for(rf"^\[host\] .* {slug}: polling \(pid \d+", 90)
                 for slug, api in apis.items():
                     answered[slug] += await traffic.starts(api, 3)
+                # On 3.12+ the preloaded heap is immortal (and the bots run on it); before, it
+                # cannot be and the log says why.
+                immortal = re.search(r"immortal objects: ([^;]+);", host.output)
+                assert immortal, host.output
+                if version_of(host_python) in IMMORTAL_VERSIONS:
+                    assert int(immortal[1]) > 100_000, immortal[1]
+                else:
+                    assert "CPython 3.12 or 3.13 only" in immortal[1], immortal[1]
                 # One status line per bot, the process titles, each its own ecosystem_shared.
                 for slug in BOTS:
                     titles = process_titles(child_pid(host, slug))
@@ -380,10 +421,12 @@ def test_refusals_and_a_broken_env_leave_the_other_bots_running(
                 encoding="utf-8",
             )
             args = ["text-bot", "crm-bot", "media-bot", "./text-bot", str(not_a_bot), str(needy)]
-            host = HostProcess(ecosystem, args, tmp_path / "health")
+            # HOST_IMMORTAL_OBJECTS=0: the preload leaves reference counting alone, and says so.
+            host = HostProcess(ecosystem, args, tmp_path / "health", HOST_IMMORTAL_OBJECTS="0")
             async with host.running():
                 await host.wait_for(r"text-bot: polling", 90)
                 await host.wait_for(r"crm-bot: configuration error")
+                assert "immortal objects: off (HOST_IMMORTAL_OBJECTS=0);" in host.output
                 await Traffic().starts(apis["text-bot"], 2)
                 out = host.output
                 assert re.search(r"media-bot: refused: its BOT_TOKEN is the one of text-bot", out)
@@ -431,6 +474,49 @@ def test_no_bot_can_start_exits_non_zero(ecosystem: Path, tmp_path: Path) -> Non
 
 
 # ------------------------------------------------------------------------------- image build
+
+
+@HOST
+def test_a_bad_host_setting_stops_the_host_before_any_work(ecosystem: Path) -> None:
+    for name, value in (("HOST_IMMORTAL_OBJECTS", "maybe"), ("HOST_STOP_SECONDS", "soon")):
+        env = os.environ | {name: value, "HOST_HEALTH_DIR": str(ecosystem / ".health")}
+        started = run([PYTHON, "-m", "ecosystem_host", *BOTS], ecosystem, timeout=60, env=env)
+        assert started.returncode not in (0, -9), started.stdout
+        assert f"{name} must be" in started.stdout and repr(value) in started.stdout
+        assert "preloaded" not in started.stdout and "polling" not in started.stdout
+
+
+def _cow_probe(python: str, mode: str, ecosystem: Path) -> dict[str, int]:
+    probe = Path(__file__).with_name("cow_probe.py")
+    env = os.environ | {"PYTHONPATH": str(ecosystem)}
+    done = run([python, str(probe), mode], ecosystem, timeout=120, env=env)
+    assert_ok(done, f"cow_probe.py {mode}")
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert isinstance(report, dict)
+    return report
+
+
+@HOST
+def test_an_immortal_heap_is_not_copied_by_children(ecosystem: Path) -> None:
+    """A child that only calls the parent's functions and reads its strings copies the pages
+    they sit on (reference counts), unless the preload made them immortal (3.12+)."""
+    python = immortal_capable_python()
+    if python is None:
+        pytest.skip("no CPython 3.12 or 3.13 on this machine (set HOST_TEST_PYTHON)")
+    mortal = _cow_probe(python, "mortal", ecosystem)
+    immortal = _cow_probe(python, "immortal", ecosystem)
+    assert mortal["immortal"] == 0 and mortal["refcount"] < 10, mortal
+    assert mortal["growth_kib"] > 20_000, mortal  # the probe's heap: about 33 MiB written
+    assert immortal["immortal"] > 80_000 and immortal["refcount"] == 0xFFFFFFFF, immortal
+    assert immortal["growth_kib"] < mortal["growth_kib"] / 2, (mortal, immortal)
+
+
+@HOST
+def test_no_immortal_objects_where_the_interpreter_has_none(ecosystem: Path) -> None:
+    if version_of(PYTHON) in IMMORTAL_VERSIONS:
+        pytest.skip("pytest runs on 3.12+: the interpreters without immortal objects are others")
+    report = _cow_probe(PYTHON, "immortal", ecosystem)
+    assert report["immortal"] == 0 and report["refcount"] < 10, report
 
 
 @HOST
