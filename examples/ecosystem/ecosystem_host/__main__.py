@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.bots:
         _parser().error("name at least one bot directory")
     _setup_logging()
+    stop_seconds, immortal = _stop_seconds(), _immortal_objects()  # bad values: before any work
     found = discover(args.bots)
     for refusal in found.refusals:
         logger.error("%s", refusal)
@@ -88,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecosystem_host.preload import preload
     from ecosystem_host.supervisor import Supervisor
 
-    supervisor = Supervisor(found.bots, health.health_dir(), os.environ, _stop_seconds())
+    supervisor = Supervisor(found.bots, health.health_dir(), os.environ, stop_seconds)
     supervisor.refused = {r.argument: r.reason for r in found.refusals}
-    preload(found.bots)
+    preload(found.bots, immortal=immortal)
     return supervisor.run()
 
 
@@ -100,6 +101,15 @@ def _stop_seconds() -> float:
         return float(raw) if raw else 25.0
     except ValueError:
         raise SystemExit(f"HOST_STOP_SECONDS must be a number of seconds (got {raw!r})") from None
+
+
+def _immortal_objects() -> bool:
+    raw = os.environ.get("HOST_IMMORTAL_OBJECTS", "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"HOST_IMMORTAL_OBJECTS must be 1 or 0 (got {raw!r})")
 
 
 if __name__ == "__main__":

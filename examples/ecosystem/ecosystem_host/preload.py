@@ -20,6 +20,8 @@ import itertools
 import logging
 import os
 import sys
+import sysconfig
+import types
 from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
@@ -341,6 +343,56 @@ def _block(size: int) -> object:
     return bytes(size - sys.getsizeof(b""))
 
 
+# CPython 3.12 and 3.13 (PEP 683): an object whose reference count has its low 32 bits all set is
+# immortal, and Py_INCREF/Py_DECREF leave it alone (Include/object.h: _Py_IMMORTAL_REFCNT is
+# UINT_MAX on 64-bit builds; pyo3-ffi's object.rs mirrors it). 3.14 moved to another encoding
+# (ob_flags), debug builds with Py_TRACE_REFS put two pointers before the count and free-threaded
+# builds split it: there, and on 3.11 which has no immortal objects, nothing is changed.
+_IMMORTAL = 0xFFFFFFFF
+
+
+def immortal_objects_unsupported() -> str | None:
+    """Why this interpreter's objects cannot be made immortal, or None when they can."""
+    version = ".".join(map(str, sys.version_info[:2]))
+    if sys.implementation.name != "cpython" or not (3, 12) <= sys.version_info[:2] < (3, 14):
+        return f"{sys.implementation.name} {version}: CPython 3.12 or 3.13 only"
+    if ctypes.sizeof(ctypes.c_void_p) != 8 or hasattr(sys, "getobjects"):
+        return f"Python {version}: a 32-bit or Py_TRACE_REFS build"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return f"Python {version}: a free-threaded build"
+    return None
+
+
+def immortalise_heap() -> int:
+    """Make every object the parent holds immortal; returns how many were changed.
+
+    A child that merely uses a shared function, class, string or constant writes its reference
+    count, which copies the 4 KiB page it sits on: that was about half of a child's private
+    memory. An immortal object is never written by reference counting, nor freed: what a child
+    drops or replaces stays in the shared pages, a bounded cost paid once. The walk goes from
+    the collector's objects through their referents, and into code objects (which the collector
+    does not track) through their constants and names. An object already immortal (None, small
+    ints, interned strings, or one this walk reached before) is skipped: the count is the mark.
+    """
+    if immortal_objects_unsupported():
+        return 0
+    offset = 0 if sys.byteorder == "little" else 4  # the low 32 bits of the 64-bit count
+    ones = _IMMORTAL.to_bytes(4, sys.byteorder)
+    stack = gc.get_objects()
+    changed = 0
+    while stack:
+        obj = stack.pop()
+        if sys.getrefcount(obj) >= _IMMORTAL:
+            continue
+        ctypes.memmove(id(obj) + offset, ones, 4)
+        changed += 1
+        stack.extend(gc.get_referents(obj))
+        if isinstance(obj, types.CodeType):
+            stack.extend((obj.co_consts, obj.co_names, obj.co_filename, obj.co_name))
+            stack.extend((obj.co_qualname, obj.co_linetable, obj.co_exceptiontable))
+    return changed
+
+
 def _release_free_heap() -> None:
     """Give the C heap's free pages back to the kernel before forking (glibc ``malloc_trim``):
     neither the parent nor any child then keeps them resident."""
@@ -348,20 +400,26 @@ def _release_free_heap() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def preload(bots: Iterable[Bot]) -> None:
-    """Imports, warm-up, then a collected and frozen heap: call right before forking."""
+def preload(bots: Iterable[Bot], immortal: bool = True) -> None:
+    """Imports, warm-up, then a collected, immortal (3.12+) and frozen heap: call right before
+    forking. ``immortal=False`` (``HOST_IMMORTAL_OBJECTS=0``) keeps reference counting as is."""
     gc.disable()  # no collection half-way through building what the children will share
     bots = list(bots)
     imported, failed = import_shared(bots)
     skipped = warm_up()
     gc.collect()  # the warm-up's garbage goes; what it cached (regexes, schemas) stays
+    if not immortal:
+        immortals = "off (HOST_IMMORTAL_OBJECTS=0)"
+    else:
+        immortals = immortal_objects_unsupported() or str(immortalise_heap())
     filled = _fill_pymalloc_holes()
     gc.freeze()
     _release_free_heap()
     logger.info(
-        "preloaded %d modules for %d bot(s), %d heap holes filled%s%s",
+        "preloaded %d modules for %d bot(s); immortal objects: %s; %d heap holes filled%s%s",
         len(imported),
         len(bots),
+        immortals,
         filled,
         f"; not importable here: {', '.join(failed)}" if failed else "",
         f"; warm-up skipped: {'; '.join(skipped)}" if skipped else "",
