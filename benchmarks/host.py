@@ -33,10 +33,10 @@ import contextlib
 import importlib
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +53,7 @@ if __package__ in (None, ""):  # `python benchmarks/host.py`: make `benchmarks` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.kit import fetchval
+from devkit.interpreters import IMMORTAL_VERSIONS, bots_venv, find_python, version_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024.0
@@ -138,6 +139,7 @@ class Bench:
     users: int
     admin_url: str
     kit: Any
+    python: str  # runs the bots and the host
     next_user: int = FIRST_USER
 
     def write_envs(self, database_url: str) -> None:
@@ -205,7 +207,7 @@ class Separate:
     async def start_one(self, slug: str) -> None:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         self.procs[slug] = await asyncio.create_subprocess_exec(
-            sys.executable,
+            self.bench.python,
             "-m",
             self.bench.packages[slug],
             cwd=self.bench.eco / slug,
@@ -253,7 +255,7 @@ class Host:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         env["HOST_HEALTH_DIR"] = str(self.health)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
+            self.bench.python,
             "-m",
             "ecosystem_host",
             *self.bench.slugs,
@@ -393,6 +395,7 @@ async def side_by_side(
         bench.users,
         bench.admin_url,
         bench.kit,
+        bench.python,
     )
     for api in bench.apis.values():
         api.clear_calls()  # the same user ids again: no reply of an earlier phase may count
@@ -441,8 +444,15 @@ async def side_by_side(
 
 
 async def run_all(
-    work: Path, bots: int, users: int, modes: Sequence[str], rounds: int, side_rounds: int
-) -> tuple[list[ModeResult], dict[str, dict[str, list[float]]]]:
+    work: Path,
+    bots: int,
+    users: int,
+    modes: Sequence[str],
+    rounds: int,
+    side_rounds: int,
+    python: str | None,
+) -> tuple[list[ModeResult], dict[str, dict[str, list[float]]], str]:
+    """Results of each mode, side-by-side speeds, and the interpreter they ran on."""
     eco = work / "eco"
     slugs = [f"bench-{n + 1:02d}" for n in range(bots)]
     progress(f"rendering a host-mode ecosystem and {bots} bots")
@@ -453,6 +463,13 @@ async def run_all(
         packages[slug] = slug.replace("-", "_")
         answers = {"bot_name": names[slug], "bot_slug": slug, "language": "en"}
         render(eco / slug, answers | KINDS[n % len(KINDS)])
+    if python is None:
+        python = sys.executable
+    else:
+        progress(f"a venv with the bots' dependencies from {python}")
+        python = bots_venv(find_python(python), eco, slugs, work / "venv")
+    described = interpreter(python)
+    progress(f"bots and host run on {described}")
     sys.path.insert(0, str(eco / slugs[0]))
     fake_bot_api = importlib.import_module("ecosystem_shared.testing.fake_bot_api")
     kit = importlib.import_module("ecosystem_shared.testing.postgres")
@@ -461,7 +478,7 @@ async def run_all(
         await api.start()
     try:
         async with postgres(kit) as admin_url:
-            bench = Bench(eco, slugs, names, packages, apis, users, admin_url, kit)
+            bench = Bench(eco, slugs, names, packages, apis, users, admin_url, kit, python)
             # Memory, start and restart: each mode alone (PSS splits shared pages between the
             # processes mapping them, so the other mode must not run meanwhile).
             results = [await run_mode(bench, mode) for _ in range(rounds) for mode in modes]
@@ -474,10 +491,22 @@ async def run_all(
                         f"side by side failed ({type(error).__name__}: {error});"
                         " the table shows the sequential throughput"
                     )
-            return results, speeds
+            return results, speeds, described
     finally:
         for api in apis.values():
             await api.stop()
+
+
+def interpreter(python: str) -> str:
+    """``Python 3.12.1 (/path)``, and a word when the host cannot make its objects immortal."""
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    described = f"Python {version} ({python})"
+    if version_of(python) not in IMMORTAL_VERSIONS:
+        described += "; no immortal objects on it (the host image runs 3.12): try --python 3.12"
+    return described
 
 
 def merged(results: Sequence[ModeResult], mode: str) -> ModeResult:
@@ -501,7 +530,7 @@ def merged(results: Sequence[ModeResult], mode: str) -> ModeResult:
     )
 
 
-def table(separate: ModeResult, host: ModeResult, bots: int, users: int) -> str:
+def table(separate: ModeResult, host: ModeResult, bots: int, users: int, python: str) -> str:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b else "-"
 
@@ -568,8 +597,7 @@ def table(separate: ModeResult, host: ModeResult, bots: int, users: int) -> str:
     ]
     header = ("Figure", f"{bots} processes", "host", "host/separate", "Target")
     lines = [
-        f"{bots} bots, /start from {users} distinct users each,"
-        f" Python {platform.python_version()} ({sys.executable})",
+        f"{bots} bots, /start from {users} distinct users each, {python}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -588,12 +616,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--modes", default="separate,host", help="(development) modes to run")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--python",
+        help="a Python to run the bots and the host on (a path, or 3.12 to find one on the PATH"
+        " or in pyenv), in a venv made from it with the bots' dependencies (3.12 is the host"
+        " image's); default: this interpreter, as it is",
+    )
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     work = Path(tempfile.mkdtemp(prefix="host-bench-"))
     try:
-        results, speeds = asyncio.run(
-            run_all(work, args.bots, args.users, modes, args.rounds, args.side_rounds)
+        results, speeds, described = asyncio.run(
+            run_all(work, args.bots, args.users, modes, args.rounds, args.side_rounds, args.python)
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -604,10 +638,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         host.per_bot_updates_s = {s: statistics.median(v) for s, v in speeds["host"].items()}
     if separate.per_bot_updates_s and host.per_bot_updates_s:
-        print(table(separate, host, args.bots, args.users))
+        print(table(separate, host, args.bots, args.users, described))
     if args.json:
         dump = {
-            "python": platform.python_version(),
+            "python": described,
             "modes": [asdict(r) for r in results],
             "side_by_side_updates_s": speeds,
         }

@@ -26,11 +26,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from devkit.interpreters import IMMORTAL_VERSIONS, bots_venv, immortal_capable_python, version_of
 from devkit.render import copy_template
 from devkit.testkit import shared_module
 from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
 from tests.helpers import PYTHON, assert_ok, jinja_leftovers, run
-from tests.interpreters import IMMORTAL_VERSIONS, immortal_capable_python, version_of
 from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
@@ -79,15 +79,7 @@ def immortal_python(ecosystem: Path, tmp_path_factory: pytest.TempPathFactory) -
     if base is None:
         pytest.skip("no CPython 3.12 or 3.13 on this machine (set HOST_TEST_PYTHON)")
     venv = tmp_path_factory.mktemp("immortal-python") / "venv"
-    assert_ok(run([base, "-m", "venv", str(venv)], ecosystem, timeout=120), "venv")
-    wanted = run([PYTHON, "-m", "ecosystem_host", "--requirements", *BOTS], ecosystem, timeout=60)
-    assert_ok(wanted, "--requirements")
-    python = str(venv / "bin" / "python")
-    installed = run(
-        [python, "-m", "pip", "install", "-q", *wanted.stdout.split()], ecosystem, timeout=900
-    )
-    assert_ok(installed, "pip install the bots' dependencies")
-    return python
+    return bots_venv(base, ecosystem, list(BOTS), venv)
 
 
 @pytest.fixture(params=["pytest's python", "python 3.12+"])

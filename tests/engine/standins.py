@@ -21,12 +21,17 @@ from typing import IO
 
 IMAGES_DIR = Path(__file__).parent / "images"
 SUITE = "bookworm"
+# The host image's default is python:3.12-slim; bookworm's Python is 3.11, which has no immortal
+# objects (PEP 683), so the host runs on trixie's Python 3.13, where ecosystem_host uses them.
+HOST_SUITE = "trixie"
 DEBIAN_MIRROR = os.environ.get("STANDIN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IN_IMAGE_CA = "/etc/ssl/host-ca.crt"
 
 BASE = f"ecosystem-standin/debian:{SUITE}"
 PYTHON = "ecosystem-standin/python:3.11"
+HOST_PYTHON = "ecosystem-standin/python:3.13"
+PYTHON_SUITES = {PYTHON: SUITE, HOST_PYTHON: HOST_SUITE}
 POSTGRES = "ecosystem-standin/postgres:15"
 FAKE_BOT_API = "ecosystem-standin/fake-bot-api:latest"
 
@@ -70,16 +75,20 @@ def image_exists(name: str) -> bool:
     )
 
 
-def build_base() -> None:
+def base_image(suite: str) -> str:
+    return f"ecosystem-standin/debian:{suite}"
+
+
+def build_base(suite: str = SUITE) -> None:
     """debootstrap a minimal Debian and import it, trusting this machine's CA bundle."""
-    if image_exists(BASE):
+    if image_exists(base_image(suite)):
         return
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is missing: apt-get install debootstrap (see .ci/run)")
     with tempfile.TemporaryDirectory(prefix="standin-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(root),
+            ["debootstrap", "--variant=minbase", "--include=ca-certificates", suite, str(root),
              DEBIAN_MIRROR],
             check=True, capture_output=True, timeout=900,
         )  # fmt: skip
@@ -88,27 +97,35 @@ def build_base() -> None:
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         ca = IN_IMAGE_CA
         changes = f"ENV SSL_CERT_FILE={ca} PIP_CERT={ca} REQUESTS_CA_BUNDLE={ca}"
-        docker("import", "-c", changes, "-", BASE, stdin=tar.stdout)
+        docker("import", "-c", changes, "-", base_image(suite), stdin=tar.stdout)
         if tar.wait() != 0:
             raise RuntimeError("tar of the debootstrap root failed")
 
 
-def build(name: str, context: Path, dockerfile: Path | None = None) -> None:
-    args = ["build", "-q", "-t", name]
+def build(name: str, context: Path, dockerfile: Path | None = None, *args: str) -> None:
+    options = ["build", "-q", "-t", name, *args]
     if dockerfile is not None:
-        args += ["-f", str(dockerfile)]
-    docker(*args, str(context))
+        options += ["-f", str(dockerfile)]
+    docker(*options, str(context))
 
 
-def build_standins(shared_package: Path) -> StandIns:
-    """Every stand-in image; ``shared_package`` is a rendered bot's ``ecosystem_shared``, whose
-    test kit (``testing/fake_bot_api.py`` and what it imports) serves as the Local Bot API."""
+def build_standins(shared_package: Path, standins: StandIns) -> None:
+    """Every stand-in image ``standins`` names; ``shared_package`` is a rendered bot's
+    ``ecosystem_shared``, whose test kit (``testing/fake_bot_api.py`` and what it imports)
+    serves as the Local Bot API."""
     build_base()
-    build(PYTHON, IMAGES_DIR / "python")
+    suite = PYTHON_SUITES[standins.python]
+    build_base(suite)
+    build(
+        standins.python,
+        IMAGES_DIR / "python",
+        None,
+        "--build-arg",
+        f"BASE_IMAGE={base_image(suite)}",
+    )
     build(POSTGRES, IMAGES_DIR / "postgres")
     with tempfile.TemporaryDirectory(prefix="standin-fake-api-") as tmp:
         context = Path(tmp)
         shutil.copy(IMAGES_DIR / "fake-bot-api" / "server.py", context)
         shutil.copytree(shared_package, context / "ecosystem_shared")
         build(FAKE_BOT_API, context, IMAGES_DIR / "fake-bot-api" / "Dockerfile")
-    return StandIns()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import secrets
 import subprocess
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.engine.ecosystem import ARTICLE, BotSpec, Ecosystem, wait_for
-from tests.engine.standins import StandIns, build_standins
+from tests.engine.standins import HOST_PYTHON, StandIns, build_standins
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
@@ -59,10 +60,12 @@ def eco(
         )
     root = tmp_path_factory.mktemp(f"engine-{request.param}") / "ecosystem"
     project = f"e2e{request.param[0]}{secrets.token_hex(3)}"
-    ecosystem = Ecosystem(root, BOTS, StandIns(), project=project, deployment=request.param)
+    # The host image on a Python with immortal objects (3.13), as its default 3.12 has them.
+    standins = StandIns(python=HOST_PYTHON) if request.param == "host" else StandIns()
+    ecosystem = Ecosystem(root, BOTS, standins, project=project, deployment=request.param)
     ecosystem.render()
     # The Local Bot API stand-in is the fake Bot API a rendered bot ships in its test kit.
-    build_standins(root / TEXT.slug / "ecosystem_shared")
+    build_standins(root / TEXT.slug / "ecosystem_shared", standins)
     try:
         ecosystem.up()
     except AssertionError:
@@ -98,6 +101,15 @@ def test_every_service_reaches_healthy(eco: Ecosystem) -> None:
     assert states.pop("fake-wb-cdn") == ("running", "healthy")  # the tests' Wildberries stand-in
     assert set(states) == expected
     assert all(state == ("running", "healthy") for state in states.values()), states
+
+
+def test_the_host_shares_an_immortal_heap(eco: Ecosystem) -> None:
+    """In host mode, the parent made its preloaded objects immortal before forking the bots."""
+    if eco.deployment != "host":
+        pytest.skip("separate services: no host process")
+    log = eco.compose("logs", "--no-color", "bots")
+    found = re.search(r"immortal objects: (\d+);", log)
+    assert found and int(found[1]) > 100_000, log[-4000:]
 
 
 @pytest.mark.parametrize("bot", BOTS, ids=lambda b: b.slug)
