@@ -29,14 +29,13 @@ from aiogram.fsm.storage.base import (
     StateType,
     StorageKey,
 )
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ecosystem_shared.fsm_memory import CompactMemoryStorage
+from ecosystem_shared.fsm_memory import CompactEventIsolation, CompactMemoryStorage
 
 __all__ = [
     "REDIS_ERRORS",
@@ -171,7 +170,7 @@ class FallbackEventIsolation(BaseEventIsolation):
 
     def __init__(self, primary: BaseEventIsolation, health: RedisHealth) -> None:
         self.primary = primary
-        self.fallback = SimpleEventIsolation()
+        self.fallback = CompactEventIsolation()
         self.health = health
 
     @asynccontextmanager

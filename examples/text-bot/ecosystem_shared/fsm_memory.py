@@ -1,18 +1,23 @@
-"""FSM storage in memory that holds only the users who are in a conversation.
+"""FSM storage and per-user locks in memory that hold only the users who need them.
 
 aiogram's ``MemoryStorage`` keeps a record for every user it was ever asked about: its FSM
 middleware reads the state of each update's user, and the storage's ``defaultdict`` makes an
 empty record on a read. A bot that has seen a million users keeps a million empty records. Here
 a read never makes a record, and a record that becomes empty (no state, no data) is removed.
+Likewise aiogram's ``SimpleEventIsolation`` keeps a lock for every user whose update it ever
+serialised (its source says "Unused locks cleaner is needed"); ``CompactEventIsolation`` keeps
+a user's lock only while an update of theirs holds it or waits for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import asynccontextmanager
 from copy import copy
 from typing import Any, overload
 
-from aiogram.fsm.storage.base import StateType, StorageKey
+from aiogram.fsm.storage.base import BaseEventIsolation, StateType, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
 
@@ -53,3 +58,39 @@ class CompactMemoryStorage(MemoryStorage):
         record = self.storage.get(key)
         if record is not None and record.state is None and not record.data:
             del self.storage[key]
+
+
+class _UserLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0  # updates holding or waiting for the lock
+
+
+class CompactEventIsolation(BaseEventIsolation):
+    """One update per user at a time in this process; the lock goes with the user's last update."""
+
+    def __init__(self) -> None:
+        self._locks: dict[StorageKey, _UserLock] = {}
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _UserLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:  # also when cancelled while waiting
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        """Users with an update holding or waiting for their lock."""
+        return len(self._locks)
+
+    async def close(self) -> None:
+        self._locks.clear()

@@ -79,8 +79,12 @@ async def test_redis_down_falls_back_to_memory_and_says_so_once(
         assert (await middleware._check(data, 7))[0] is Verdict.WARN
         await state.storage.set_state(KEY, "Form:age")
         assert await state.storage.get_state(KEY) == "Form:age"
-        async with state.events_isolation.lock(KEY):
-            pass
+        for user in range(100):  # the local locks go with each user's update
+            async with state.events_isolation.lock(
+                StorageKey(bot_id=42, chat_id=user, user_id=user)
+            ):
+                pass
+        assert len(state.events_isolation.fallback) == 0
         assert state.health.down
         redis_server.start()  # empty: the test server keeps nothing on disk
         await state.storage.set_state(KEY, "Form:done")
