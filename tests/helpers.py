@@ -104,7 +104,7 @@ ODD_CASES: tuple[Case, ...] = (
 # a kind of bot name: it decides the package name, whether that sorts before ecosystem_shared
 # (import sorting), and the quoting in every file that repeats it.
 NAME_KINDS: dict[str, dict[str, str]] = {
-    "latin": {},  # Picture Bot -> picture_bot, sorts after ecosystem_shared
+    "latin": {},  # My Bot (the default) -> my_bot, sorts after ecosystem_shared
     "cyrillic": {"bot_name": "Бот Картинок"},  # -> bot_kartinok, sorts before it
     "digits": {"bot_name": "7 Wonders Bot"},  # -> bot_7_wonders_bot, sorts before it
     "punctuation": {"bot_name": "Mr. Bot's #1 (beta)!"},  # -> mr_bot_s_1_beta, quoting

@@ -171,6 +171,20 @@ def test_any_name_derives_valid_slug_and_package(bot_name: str) -> None:
     assert extension.package_name_error(package) == "", package
 
 
+def test_defaults_agree_with_each_other_and_the_readme() -> None:
+    """`copier copy --defaults` makes a text bot, so its default name names no other kind of bot;
+    the ecosystem's default `bots` is that bot's directory; README.md's table says the same."""
+    questions = yaml.safe_load((REPO_ROOT / "copier.yml").read_text(encoding="utf-8"))
+    name = questions["bot_name"]["default"]
+    assert questions["mode"]["default"] == "text"
+    kinds = ("picture", "media", "photo", "video", "crm", "order", "api")
+    assert not [kind for kind in kinds if kind in name.lower()], f"{name!r} names another kind"
+    assert questions["bots"]["default"] == extension.slugify(name)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"| `bot_name` | {name} |" in readme
+    assert "| `mode` | `text` |" in readme
+
+
 @pytest.mark.parametrize(("mode", "expected"), [("media", True), ("text", False)])
 def test_local_bot_api_defaults_to_the_mode(tmp_path: Path, mode: str, expected: bool) -> None:
     recorded = recorded_answers(render(tmp_path, mode=mode))
