@@ -1,4 +1,4 @@
-"""Settings shared by every bot of the ecosystem (environment variables, seed section 8).
+"""Settings shared by every bot of the ecosystem (environment variables).
 
 A bot subclasses :class:`SharedSettings` in its own ``settings.py`` to change defaults and add
 variables. :func:`load_settings` turns a validation error into one readable line per variable.
