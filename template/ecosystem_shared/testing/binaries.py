@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "SBIN",
     "SERVERS_FROM",
     "ffmpeg_binary",
     "postgres_bin_dir",

@@ -48,7 +48,7 @@ import pytest_asyncio
 
 from ecosystem_shared.db import Database, configure_connection, describe_dsn
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
-from ecosystem_shared.testing.binaries import postgres_bin_dir
+from ecosystem_shared.testing.binaries import SBIN, postgres_bin_dir
 
 __all__ = [
     "DatabaseCopies",
@@ -103,10 +103,16 @@ def server_user() -> str | None:
     raise RuntimeError("PostgreSQL refuses to run as root, and there is no postgres or nobody user")
 
 
+def as_user(user: str, *command: str) -> list[str]:
+    """``command`` run as ``user`` by util-linux's runuser (in /sbin, maybe not on root's PATH)."""
+    runuser = shutil.which("runuser") or shutil.which("runuser", path=SBIN) or "runuser"
+    return [runuser, "-u", user, "--", *command]
+
+
 def reachable_bin_dir(bin_dir: Path, user: str, root: Path) -> Path:
     """``bin_dir``, or a linked copy of its installation under ``root`` when ``user`` cannot run
     programs from it (a wheel in root's home directory, mode 0700, run as another user)."""
-    probe = ["runuser", "-u", user, "--", str(bin_dir / "initdb"), "--version"]
+    probe = as_user(user, str(bin_dir / "initdb"), "--version")
     if subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode == 0:
         return bin_dir
     install = bin_dir.parent
@@ -166,7 +172,7 @@ class PostgresServer:
     def _run(self, *args: str) -> None:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self._user is not None:
-            command = ["runuser", "-u", self._user, "--", *command]
+            command = as_user(self._user, *command)
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             log = self.log_file.read_text() if self.log_file.exists() else ""
