@@ -119,3 +119,4 @@ def test_bot_tests_need_nothing_but_python(
     render = copy_template(tmp_path / "bot", answers)
     output = run_bot_tests(python_image, render, pip_cache)
     assert check_summary(output) > 200, output[-3000:]
+    print(output.strip().splitlines()[-1])  # shown with -rP: how many passed in the container
