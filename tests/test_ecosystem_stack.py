@@ -150,6 +150,20 @@ def test_bots_pull_from_the_registry_with_secrets_as_files(
         )
 
 
+def test_every_service_is_reached_by_dns_without_virtual_ips(
+    resolved_stack: dict[str, Any],
+) -> None:
+    """Virtual IPs need IPVS in each node's kernel (absent on the test engine's): dnsrr."""
+    services = resolved_stack["services"]
+    assert {name: s["deploy"].get("endpoint_mode") for name, s in services.items()} == {
+        name: "dnsrr" for name in services
+    }
+    # The routing mesh needs a virtual IP too: Caddy publishes on its own node.
+    ports = {(p["target"], p["published"], p["mode"]) for p in services["caddy"]["ports"]}
+    assert ports == {(80, 80, "host"), (443, 443, "host")}
+    assert [name for name, s in services.items() if "ports" in s] == ["caddy"]
+
+
 def test_state_is_pinned_to_the_data_node(resolved_stack: dict[str, Any]) -> None:
     services = resolved_stack["services"]
     for name in STATEFUL:
