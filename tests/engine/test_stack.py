@@ -52,6 +52,7 @@ def swarm() -> Iterator[str]:
         pytest.fail(f"{problem}. Deselect engine tests with -m 'not engine'.", pytrace=False)
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
     created = state.split()[0] == "inactive"
+    bridges = docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$").strip()
     if created:
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     elif state.split() != ["active", "true"]:
@@ -61,6 +62,8 @@ def swarm() -> Iterator[str]:
     finally:
         if created:
             docker("swarm", "leave", "--force")
+            if not bridges:  # the bridge `swarm init` made stays behind otherwise
+                docker("network", "rm", "docker_gwbridge")
 
 
 @pytest.fixture(scope="module")
