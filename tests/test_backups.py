@@ -353,3 +353,17 @@ def test_readme_commands_name_real_files() -> None:
     assert {"backup.sh", "restore.sh"} <= scripts
     for script in scripts:
         assert (REPO_ROOT / "ecosystem" / "scripts" / script).is_file(), script
+
+
+@BACKUP
+@pytest.mark.parametrize("name", ["backup.sh", "restore.sh"])
+def test_unreadable_password_file_is_refused(cluster: Cluster, tmp_path: Path, name: str) -> None:
+    """PGPASSWORD_FILE (the Swarm stack's Docker secret): a missing file stops the script with
+    its path named; reading a real one is proven by the stack's backup on the engine
+    (tests/engine/test_stack.py, where the server asks for the password)."""
+    missing = tmp_path / "absent"
+    args = [str(tmp_path / "x.dump")] if name == "restore.sh" else []
+    result = cluster.script(name, *args, PGPASSWORD_FILE=str(missing))
+    assert result.returncode == 2, result.stdout
+    assert f"PGPASSWORD_FILE: cannot read {missing}" in result.stdout
+    assert not dumps(cluster)

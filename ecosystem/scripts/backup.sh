@@ -5,11 +5,19 @@
 #   backup.sh --loop    forever: dump, prune, sleep BACKUP_INTERVAL_SECONDS (the `backup` service)
 #   backup.sh --check   exit 0 if the newest dump is recent enough (the service's health check)
 #
-# Connection: the standard libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
+# Connection: the standard libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD
+# (or PGPASSWORD_FILE), PGDATABASE.
 # BACKUP_DIR (default /backups), BACKUP_RETENTION_DAYS (default 14),
 # BACKUP_INTERVAL_SECONDS (default 86400), BACKUP_RETRY_SECONDS (default 300).
 # Files: $BACKUP_DIR/<database>-<UTC time>.dump, restored by restore.sh. POSIX sh (busybox too).
 set -eu
+
+# PGPASSWORD_FILE (a Docker secret in the Swarm stack): PGPASSWORD from that file.
+if [ -n "${PGPASSWORD_FILE:-}" ]; then
+    [ -r "$PGPASSWORD_FILE" ] || { echo "PGPASSWORD_FILE: cannot read $PGPASSWORD_FILE" >&2; exit 2; }
+    PGPASSWORD=$(cat "$PGPASSWORD_FILE")
+    export PGPASSWORD
+fi
 
 BACKUP_DIR=${BACKUP_DIR:-/backups}
 RETENTION_DAYS=${BACKUP_RETENTION_DAYS:-14}

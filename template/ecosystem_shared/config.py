@@ -7,12 +7,13 @@ variables. :func:`load_settings` turns a validation error into one readable line
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytz
 from annotated_types import BaseMetadata
@@ -24,10 +25,11 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 from ecosystem_shared.log import secrets_of
+from ecosystem_shared.secret_files import SecretFileError, SecretFilesSource
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -50,6 +52,9 @@ class SharedSettings(BaseSettings):
     LOG_LEVEL: LogLevel = "INFO"
 
     DATABASE_URL: SecretStr | None = None
+    # The password of DATABASE_URL's user when the URL has none: a Docker secret
+    # (DATABASE_PASSWORD_FILE=/run/secrets/...) stays out of the URL and the environment.
+    DATABASE_PASSWORD: SecretStr | None = None
     DB_POOL_MIN_SIZE: int = Field(default=1, ge=0, le=50)
     DB_POOL_MAX_SIZE: int = Field(default=5, ge=1, le=100)
     DB_RECONNECT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
@@ -101,8 +106,30 @@ class SharedSettings(BaseSettings):
             raise ValueError("expected the token from @BotFather, like 123456789:AAE...")
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # NAME_FILE (secret_files.py) at the level of the place it is set: the environment
+        # before .env, as for NAME itself.
+        dotenv_variables = getattr(dotenv_settings, "env_vars", {})
+        return (
+            init_settings,
+            SecretFilesSource(settings_cls, os.environ, "in the environment"),
+            env_settings,
+            SecretFilesSource(settings_cls, dotenv_variables, "in .env"),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @field_validator(
         "DATABASE_URL",
+        "DATABASE_PASSWORD",
         "TELEGRAM_API_BASE_URL",
         "ANALYTICS_CHANNEL_ID",
         "WEBHOOK_BASE_URL",
@@ -124,6 +151,19 @@ class SharedSettings(BaseSettings):
             ("postgresql://", "postgres://")
         ):
             raise ValueError("expected postgresql://user:password@host:5432/database")
+        return value
+
+    @field_validator("DATABASE_PASSWORD")
+    @classmethod
+    def _database_password(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        url = info.data.get("DATABASE_URL")
+        if value is None or url is None:
+            return value
+        parts = urlsplit(url.get_secret_value())
+        if parts.password is not None:
+            raise ValueError("DATABASE_URL has a password already; give it in one place only")
+        if not parts.username:
+            raise ValueError("DATABASE_URL needs a user for it: postgresql://user@host/database")
         return value
 
     @field_validator("TELEGRAM_API_BASE_URL")
@@ -233,7 +273,16 @@ class SharedSettings(BaseSettings):
 
     @property
     def database_dsn(self) -> str | None:
-        return self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else None
+        """DATABASE_URL, with DATABASE_PASSWORD (percent-encoded) when that is set."""
+        if self.DATABASE_URL is None:
+            return None
+        url = self.DATABASE_URL.get_secret_value()
+        if self.DATABASE_PASSWORD is None:
+            return url
+        parts = urlsplit(url)
+        password = quote(self.DATABASE_PASSWORD.get_secret_value(), safe="")
+        user, _, host = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
 
     @property
     def redis_url(self) -> str | None:
@@ -247,7 +296,9 @@ class SharedSettings(BaseSettings):
         """Literal strings the log redacts: token, database and Redis passwords, webhook secret."""
         found = secrets_of(self.BOT_TOKEN.get_secret_value(), self.database_dsn)
         redis_password = urlsplit(self.redis_url).password if self.redis_url else None
-        return found + [value for value in (redis_password, self.webhook_secret) if value]
+        db_password = self.DATABASE_PASSWORD.get_secret_value() if self.DATABASE_PASSWORD else ""
+        extra = (redis_password, self.webhook_secret, db_password)
+        return found + [value for value in extra if value and value not in found]
 
     @property
     def analytics_enabled(self) -> bool:
@@ -280,6 +331,9 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or exit with one line per bad variable (exit status 2)."""
     try:
         return cls(**overrides)
+    except SecretFileError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValidationError as error:
         for line in describe_errors(error):
             print(f"Configuration error: {line}", file=sys.stderr)

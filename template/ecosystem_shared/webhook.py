@@ -31,6 +31,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from ecosystem_shared.health import WEBHOOK_HEALTH_PATH
+
 if TYPE_CHECKING:
     from ecosystem_shared.config import SharedSettings
 
@@ -38,7 +40,7 @@ __all__ = ["HEALTH_PATH", "ensure_webhook", "serve_webhook", "webhook_url"]
 
 logger = logging.getLogger(__name__)
 
-HEALTH_PATH = "/healthz"
+HEALTH_PATH = WEBHOOK_HEALTH_PATH  # the image's health check asks for it (health.py)
 # In-flight updates get this long to finish after SIGTERM (compose gives 30 s before SIGKILL).
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
 

@@ -34,6 +34,9 @@ HOST_PYTHON = "ecosystem-standin/python:3.13"
 PYTHON_SUITES = {PYTHON: SUITE, HOST_PYTHON: HOST_SUITE}
 POSTGRES = "ecosystem-standin/postgres:15"
 FAKE_BOT_API = "ecosystem-standin/fake-bot-api:latest"
+# The Swarm stack's proxy and shared state (compose.yaml's are fixed official images).
+CADDY = "ecosystem-standin/caddy:2"
+REDIS = "ecosystem-standin/redis:7"
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,10 @@ def build_standins(shared_package: Path, standins: StandIns) -> None:
         shutil.copy(IMAGES_DIR / "fake-bot-api" / "server.py", context)
         shutil.copytree(shared_package, context / "ecosystem_shared")
         build(FAKE_BOT_API, context, IMAGES_DIR / "fake-bot-api" / "Dockerfile")
+
+
+def build_stack_standins() -> None:
+    """The images the Swarm stack needs beyond :func:`build_standins`: Caddy and Redis."""
+    build_base()
+    build(CADDY, IMAGES_DIR / "caddy")
+    build(REDIS, IMAGES_DIR / "redis")

@@ -14,10 +14,16 @@ import os
 from typing import Any
 
 from aiohttp import web
+from ecosystem_shared.testing import fake_webhook
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
 
 API_PORT = int(os.environ.get("FAKE_API_PORT", "8081"))
 STAT_PORT = int(os.environ.get("FAKE_STAT_PORT", "8082"))
+# Webhook URLs the fake accepts over plain http besides loopback ones: in the Swarm tests the
+# reverse proxy is the `caddy` container on the overlay network, serving http on port 80.
+fake_webhook.LOOPBACK = fake_webhook.LOOPBACK | frozenset(
+    os.environ.get("FAKE_PLAIN_HTTP_HOSTS", "").split()
+)
 
 apis: dict[str, FakeBotAPI] = {}
 

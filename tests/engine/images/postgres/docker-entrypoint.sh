@@ -3,6 +3,11 @@
 # /docker-entrypoint-initdb.d/*.sql and *.sh while the server listens on its socket only (so
 # health checks over TCP fail until the init scripts are done), then serve on every interface.
 set -eu
+# POSTGRES_PASSWORD_FILE (a Docker secret), as the official image reads it.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+    export POSTGRES_PASSWORD
+fi
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
