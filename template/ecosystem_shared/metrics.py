@@ -182,7 +182,7 @@ class BotLabel(Collector):
 class BotMetrics:
     """Every metric of one bot in its own registry; ``render()`` is the ``/metrics`` body."""
 
-    def __init__(self, bot: str, *, process: bool = True) -> None:
+    def __init__(self, bot: str, *, polling: bool = True, process: bool = True) -> None:
         self.bot = bot
         inner = CollectorRegistry(auto_describe=True)
         self.updates = Counter(
@@ -231,10 +231,15 @@ class BotMetrics:
             "Messages and callback queries dropped by the per-user rate limit",
             registry=inner,
         )
-        self.last_poll = Gauge(
-            "tgbot_polling_last_success_timestamp_seconds",
-            "Unix time of the last getUpdates Telegram answered (polling mode)",
-            registry=inner,
+        # Polling only: a webhook bot has no getUpdates, and a gauge stuck at 0 would alert.
+        self.last_poll = (
+            Gauge(
+                "tgbot_polling_last_success_timestamp_seconds",
+                "Unix time of the last getUpdates Telegram answered (0: none yet)",
+                registry=inner,
+            )
+            if polling
+            else None
         )
         self.last_digest = Gauge(
             "tgbot_digest_last_success_timestamp_seconds",
@@ -368,7 +373,7 @@ class RequestMetrics(BaseRequestMiddleware):
             self._record(name, started, error)
             raise
         self._record(name, started, None)
-        if isinstance(method, GetUpdates):
+        if isinstance(method, GetUpdates) and self.metrics.last_poll is not None:
             self.metrics.last_poll.set_to_current_time()
         return result
 

@@ -117,7 +117,7 @@ def build_services(
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
     if metrics is None:
-        metrics = BotMetrics(settings.bot_label)
+        metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
     metrics.instrument_session(bot.session)
     metrics.watch(analytics, db)
     shared = None

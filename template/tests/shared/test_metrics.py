@@ -319,6 +319,7 @@ async def test_webhook_bot_serves_metrics_on_its_server(
     same = await bot_process_factory(**env, METRICS_PORT=webhook_port)
     text = await scrape(f"http://127.0.0.1:{webhook_port}/metrics")
     assert value(text, "tgbot_api_requests_total", method="setWebhook", outcome="ok") == 1
+    assert "tgbot_polling_last_success_timestamp_seconds" not in text  # no getUpdates to await
     assert same.pid is not None and listening_ports(same.pid) == {webhook_port}
     await same.stop()
     other = await bot_process_factory(**env, METRICS_PORT=metrics_port)
