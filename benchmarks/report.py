@@ -57,6 +57,7 @@ def summarize(res: Results) -> dict[str, Any]:
     pairs = list(zip(res.runs("generated"), res.runs("metrics"), strict=False))
     m_ratio = median([on.updates_per_s / off.updates_per_s for off, on in pairs])
     m_rss = median([(on.idle_rss_kb - off.idle_rss_kb) / MIB for off, on in pairs])
+    m_cpu = median([(on.cpu_s / on.updates) / (off.cpu_s / off.updates) for off, on in pairs])
     return {
         "updates_per_s": tput,
         "ratio_generated_bare": t_ratio,
@@ -68,6 +69,7 @@ def summarize(res: Results) -> dict[str, Any]:
         "rss_ratio_generated_bare": r_ratio,
         "ratio_metrics_on_off": m_ratio,
         "rss_delta_metrics_mib": m_rss,
+        "cpu_ratio_metrics_on_off": m_cpu,
         "scrapes": sum(r.scrapes for r in res.runs("metrics")),
         "db_lost": sum(r.db_lost for r in gen),
         "upserts_deferred": sum(r.upserts_deferred for r in gen),
@@ -157,6 +159,7 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
             spread([r.cpu_s / r.updates * 1e6 for r in res.runs(v)], ".0f"),
         )
     add("  generated / bare", fmt(summary["cpu_ratio_generated_bare"], ".2f", "x"))
+    add("  metrics on / off (same round)", fmt(summary["cpu_ratio_metrics_on_off"], ".2f", "x"))
     for v in VARIANTS:
         add(
             f"Startup to polling, {LABELS[v]}",
@@ -232,7 +235,8 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
         f" PostgreSQL {m.get('postgresql', '?')}: {m.get('postgres_source', '?')}",
         f"Template: {m.get('template_commit')}",
         f"Throughput: {config.rounds} interleaved round(s) of bare, seed, generated, generated"
-        f" with metrics on (/metrics scraped every {SCRAPE_SECONDS:g} s); each a fresh"
+        f" with metrics on (/metrics scraped every {SCRAPE_SECONDS:g} s; the last two swap"
+        " places every other round); each a fresh"
         f" process, warm-up /start, {config.idle_seconds:g} s idle (RSS read), then"
         f" {config.updates} /start from {config.users} users, timed from push to the"
         f" {config.updates}-th reply.",

@@ -263,7 +263,11 @@ async def throughput(
     language = str(kit.settings.Settings.model_fields["LANGUAGE"].default)
     warning_prefix = str(kit.texts.shared_texts(language).rate_limited).split("{", 1)[0]
     for round_no in range(config.rounds):
-        for name in VARIANTS:
+        order = list(VARIANTS)
+        if round_no % 2:  # metrics off and on take turns going first: no order favours one
+            off, on = (order.index(name) for name in GENERATED)
+            order[off], order[on] = order[on], order[off]
+        for name in order:
             run = await bot_round(
                 kit, api, variants[name], config, round_no, db_url, warning_prefix
             )
