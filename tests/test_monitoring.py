@@ -30,7 +30,14 @@ import yaml
 
 from devkit.render import copy_template
 from devkit.testkit import shared_module
-from tests.deployment import ECOSYSTEM_ENV, compose_config, fill_env_example, load_yaml, resolved
+from tests.deployment import (
+    ECOSYSTEM_ENV,
+    check_jsonschema,
+    compose_config,
+    fill_env_example,
+    load_yaml,
+    resolved,
+)
 from tests.helpers import assert_ok, run
 from tests.monitoring import (
     AlertmanagerServer,
@@ -94,6 +101,7 @@ def monitoring(eco: Path) -> Path:
 def test_compose_runs_prometheus_alertmanager_and_an_optional_grafana(
     ecosystems: dict[str, Path],
 ) -> None:
+    check_jsonschema("vendor.compose-spec", [eco / "compose.yaml" for eco in ecosystems.values()])
     model = resolved(ecosystems["separate"])
     services = model["services"]
     assert {"prometheus", "alertmanager", *BOTS} <= set(services)

@@ -79,7 +79,8 @@ class SharedSettings(BaseSettings):
 
     HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
 
-    # Prometheus metrics on http://METRICS_HOST:METRICS_PORT/metrics (0: off, nothing listens).
+    # Prometheus metrics on http://METRICS_HOST:METRICS_PORT/metrics (0: off, nothing counted,
+    # nothing listens).
     # Polling: a small server that also answers /healthz; webhook mode: the webhook's server.
     METRICS_PORT: int = Field(default=0, ge=0, le=65535)
     METRICS_HOST: str = Field(default="127.0.0.1", min_length=1)

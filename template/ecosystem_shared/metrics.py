@@ -1,7 +1,9 @@
 """Prometheus metrics of one bot: what it receives, handles, asks Telegram, writes, and when.
 
-Every series is named ``tgbot_*`` and labelled ``bot`` (the bot's slug), so one Prometheus tells
-the bots of a fleet apart however they are deployed (a container each, or children of the host).
+Collected only when ``METRICS_PORT`` is set (the runtime then wires what follows in); otherwise
+the bot's ``BotMetrics`` stays idle and costs nothing per update. Every series is named
+``tgbot_*`` and labelled ``bot`` (the bot's slug), so one Prometheus tells the bots of a fleet
+apart however they are deployed (a container each, or children of the host).
 Labels hold only bounded values: update types, handler and method names, outcome words, exception
 class names. Never a user id, chat id or text: 10,000 users make no more series than 10
 (tests/shared/test_metrics.py asserts it).
@@ -259,6 +261,7 @@ class BotMetrics:
             GCCollector(registry=inner)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(BotLabel(inner, bot))
+        self.collecting = False  # set once wired into a session (instrument_session)
 
     def watch(self, analytics: StateSource, db: PoolSource) -> None:
         """Report these at scrape time."""
@@ -279,11 +282,14 @@ class BotMetrics:
             if isinstance(middleware, RetryMiddleware):
                 middleware.on_retry_after = self._waited
         session.middleware(RequestMetrics(self))
+        self.collecting = True
 
     def _waited(self, method: str, seconds: float) -> None:
         self.retry_after_waited.labels(method).inc(seconds)
 
     def digest_sent(self, at: float | None = None) -> None:
+        if not self.collecting:
+            return
         value = time.time() if at is None else at
         if value > self._last_digest:
             self._last_digest = value

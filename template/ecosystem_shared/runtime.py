@@ -91,7 +91,8 @@ def build_services(
     migrations: Sequence[Path] = (),
     metrics: BotMetrics | None = None,
 ) -> Services:
-    """The bot's services; ``metrics`` (a fresh registry by default) counts ``bot``'s requests."""
+    """The bot's services. Metrics are collected when ``METRICS_PORT`` is set or ``metrics`` is
+    given (tests); otherwise ``metrics`` is an idle registry and the bot pays nothing for it."""
     db = Database(
         settings.database_dsn,
         min_size=settings.DB_POOL_MIN_SIZE,
@@ -118,8 +119,12 @@ def build_services(
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
     if metrics is None:
         metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
-    metrics.instrument_session(bot.session)
-    metrics.watch(analytics, db)
+        collect = bool(settings.METRICS_PORT)
+    else:
+        collect = True
+    if collect:
+        metrics.instrument_session(bot.session)
+        metrics.watch(analytics, db)
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
@@ -148,12 +153,14 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
         shared=RedisRateLimiter(shared.redis, settings.RATE_LIMIT_SECONDS) if shared else None,
         health=shared.health if shared else None,
     )
-    limiter.on_throttled = services.metrics.throttled.inc
+    if services.metrics.collecting:
+        limiter.on_throttled = services.metrics.throttled.inc
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
     dp.include_routers(*routers)
-    services.metrics.instrument(dp)
+    if services.metrics.collecting:
+        services.metrics.instrument(dp)
     return dp
 
 
@@ -197,7 +204,7 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
 
 
 async def _refresh_last_digest(services: Services) -> None:
-    if services.db.available:
+    if services.db.available and services.metrics.collecting:
         sent_at = await last_digest_sent(services.db)
         if sent_at is not None:
             services.metrics.digest_sent(sent_at)

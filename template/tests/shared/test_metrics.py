@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiogram.types import Message
 from prometheus_client.parser import text_string_to_metric_families
 
 from ecosystem_shared.config import SharedSettings
-from ecosystem_shared.metrics import BotMetrics
+from ecosystem_shared.metrics import BotMetrics, RequestMetrics
 from ecosystem_shared.runtime import Services, build_dispatcher, build_services
 from ecosystem_shared.telegram import build_bot
 from ecosystem_shared.testing.bot_process import BotProcess
@@ -78,6 +78,7 @@ async def services(fake_api: FakeBotAPI, clean_env: None) -> AsyncIterator[Servi
         RATE_LIMIT_SECONDS=3600,
         BOT_SLUG=SLUG,
         LANGUAGE="en",
+        METRICS_PORT=free_port(),  # collected; nothing listens in-process (run_services does)
     )
     bot = build_bot(settings)
     built = build_services(settings, bot)
@@ -200,6 +201,27 @@ async def test_ten_thousand_users_make_no_more_series_than_ten(
     assert value(text, "tgbot_throttled_updates_total") == 1_001
 
 
+async def test_without_metrics_port_nothing_is_collected(
+    fake_api: FakeBotAPI, clean_env: None
+) -> None:
+    settings = SharedSettings(
+        BOT_TOKEN=fake_api.token, TELEGRAM_API_BASE_URL=fake_api.base_url, HEALTH_FILE=None
+    )
+    bot = build_bot(settings)
+    try:
+        services = build_services(settings, bot)
+        dp = build_dispatcher(services, [boom_router()])
+        await dp.feed_raw_update(bot, message(fake_api, 1, "hello"))
+        assert fake_api.calls("sendMessage")
+        assert not services.metrics.collecting
+        assert not any(isinstance(m, RequestMetrics) for m in bot.session.middleware[:])
+        text = services.metrics.render().decode()
+        assert value(text, "tgbot_updates_total") == 0
+        assert value(text, "tgbot_api_requests_total") == 0
+    finally:
+        await bot.session.close()
+
+
 def test_bot_label_defaults_to_the_webhook_path(clean_env: None) -> None:
     settings = SharedSettings(BOT_TOKEN="1:x", WEBHOOK_PATH="/webhook/picture-bot")
     assert settings.bot_label == "picture-bot"
@@ -233,10 +255,6 @@ async def exit_code(bot: BotProcess) -> int | None:
     code = await wait_until(probe, lambda code: code is not None, timeout=30, what="its exit")
     await bot.stop()  # reads the rest of its output
     return code
-
-
-def iter_bad_ports() -> Iterator[str]:
-    yield from ("65536", "-1", "http")
 
 
 async def scrape(url: str) -> str:
@@ -294,7 +312,7 @@ async def test_taken_metrics_port_stops_the_bot_with_a_clear_error(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bad", list(iter_bad_ports()))
+@pytest.mark.parametrize("bad", ["65536", "-1", "http"])
 async def test_bad_metrics_port_is_a_configuration_error(
     bot_process_factory: StartBot, bad: str
 ) -> None:
