@@ -318,6 +318,8 @@ class UpdateMetrics(BaseMiddleware):
 
     def __init__(self, metrics: BotMetrics) -> None:
         self.metrics = metrics
+        # Labelled children kept (labels() takes a lock and validates): a few per bot.
+        self._by_type: dict[str, Counter] = {}
 
     async def __call__(
         self,
@@ -331,7 +333,10 @@ class UpdateMetrics(BaseMiddleware):
                 kind = event.event_type
             except Exception:  # noqa: BLE001 - aiogram's lookup error for types it lacks
                 kind = "unknown"
-        self.metrics.updates.labels(kind).inc()
+        counter = self._by_type.get(kind)
+        if counter is None:
+            counter = self._by_type[kind] = self.metrics.updates.labels(kind)
+        counter.inc()
         return await handler(event, data)
 
 
@@ -340,6 +345,20 @@ class HandlerMetrics(BaseMiddleware):
 
     def __init__(self, metrics: BotMetrics) -> None:
         self.metrics = metrics
+        self._by_callback: dict[Any, tuple[str, Counter, Histogram]] = {}
+
+    def _children(self, handler: HandlerObject | None) -> tuple[str, Counter, Histogram]:
+        key = handler.callback if handler is not None else None
+        found = self._by_callback.get(key)
+        if found is None:
+            name = handler_name(handler)
+            found = (
+                name,
+                self.metrics.handled.labels(name),
+                self.metrics.handler_duration.labels(name),
+            )
+            self._by_callback[key] = found
+        return found
 
     async def __call__(
         self,
@@ -347,7 +366,7 @@ class HandlerMetrics(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        name = handler_name(data.get("handler"))
+        name, handled, duration = self._children(data.get("handler"))
         started = time.perf_counter()
         try:
             return await handler(event, data)
@@ -355,8 +374,8 @@ class HandlerMetrics(BaseMiddleware):
             self.metrics.handler_errors.labels(name, type(error).__name__).inc()
             raise
         finally:
-            self.metrics.handled.labels(name).inc()
-            self.metrics.handler_duration.labels(name).observe(time.perf_counter() - started)
+            handled.inc()
+            duration.observe(time.perf_counter() - started)
 
 
 class RequestMetrics(BaseRequestMiddleware):
@@ -364,6 +383,8 @@ class RequestMetrics(BaseRequestMiddleware):
 
     def __init__(self, metrics: BotMetrics) -> None:
         self.metrics = metrics
+        self._requests: dict[tuple[str, str], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
 
     async def __call__(
         self,
@@ -384,5 +405,13 @@ class RequestMetrics(BaseRequestMiddleware):
         return result
 
     def _record(self, method: str, started: float, error: Exception | None) -> None:
-        self.metrics.api_requests.labels(method, outcome_of(error)).inc()
-        self.metrics.api_duration.labels(method).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        key = (method, outcome_of(error))
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self.metrics.api_requests.labels(*key)
+        duration = self._durations.get(method)
+        if duration is None:
+            duration = self._durations[method] = self.metrics.api_duration.labels(method)
+        requests.inc()
+        duration.observe(elapsed)
