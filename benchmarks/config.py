@@ -42,16 +42,30 @@ POLL_SECONDS = 0.05  # how often the runner looks at the recorded calls (timing 
 MIB = 1024.0
 
 
-VARIANTS = ("bare", "seed", "generated")
+VARIANTS = ("bare", "seed", "generated", "metrics")
+# The generated bot, with metrics off and on (METRICS_PORT, scraped every SCRAPE_SECONDS).
+GENERATED = ("generated", "metrics")
+SCRAPE_SECONDS = 1.0
 
 
-LABELS = {"bare": "bare_bot.py", "seed": "seed_bot.py", "generated": "generated bot"}
+LABELS = {
+    "bare": "bare_bot.py",
+    "seed": "seed_bot.py",
+    "generated": "generated bot",
+    "metrics": "generated, metrics on",
+}
 
 
 TARGET_THROUGHPUT = 0.9  # generated >= 0.9 x bare updates/s, with every event stored
 
 
 TARGET_RSS = 1.15  # idle generated <= 1.15 x idle bare
+
+
+TARGET_METRICS = 0.95  # metrics on >= 0.95 x metrics off updates/s
+
+
+TARGET_METRICS_RSS_MIB = 5.0  # idle metrics on <= metrics off + 5 MiB
 
 
 TARGET_INGEST = 10.0  # batched >= 10 x per-row rows/s

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -141,6 +142,16 @@ class Bench:
     kit: Any
     python: str  # runs the bots and the host
     next_user: int = FIRST_USER
+    metrics_port: int = 0  # --metrics-port: bot n serves /metrics on this + n (0: off)
+
+    def scrape_all(self) -> int:
+        """GET every bot's /metrics once (what Prometheus costs a bot); the bytes read."""
+        total = 0
+        for n, _ in enumerate(self.slugs):
+            url = f"http://127.0.0.1:{self.metrics_port + n}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                total += len(response.read())
+        return total
 
     def write_envs(self, database_url: str) -> None:
         for slug in self.slugs:
@@ -154,6 +165,8 @@ class Bench:
                 "HEALTH_FILE": str(self.eco / f".alive-{slug}"),
                 "LOG_LEVEL": "WARNING",
             }
+            if self.metrics_port:  # the host overrides it with the same port (HOST_METRICS_PORT)
+                values["METRICS_PORT"] = str(self.metrics_port + self.slugs.index(slug))
             lines = []
             example = (self.eco / slug / ".env.example").read_text(encoding="utf-8")
             for line in example.splitlines():
@@ -254,6 +267,8 @@ class Host:
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         env["HOST_HEALTH_DIR"] = str(self.health)
+        if self.bench.metrics_port:
+            env["HOST_METRICS_PORT"] = str(self.bench.metrics_port)
         self.proc = await asyncio.create_subprocess_exec(
             self.bench.python,
             "-m",
@@ -328,6 +343,9 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
             seconds = await bench.starts(slug, bench.users)
             result.per_bot_updates_s[slug] = bench.users / seconds
             progress(f"{mode}: {slug} {bench.users / seconds:.0f} updates/s")
+        if bench.metrics_port:
+            read = await asyncio.to_thread(bench.scrape_all)
+            progress(f"{mode}: /metrics of every bot scraped ({read / 1024:.0f} KiB)")
         await asyncio.sleep(2)
         pids = runner.pids()
         rollups = {label: smaps(pid) for label, pid in pids.items()}
@@ -451,6 +469,7 @@ async def run_all(
     rounds: int,
     side_rounds: int,
     python: str | None,
+    metrics_port: int = 0,
 ) -> tuple[list[ModeResult], dict[str, dict[str, list[float]]], str]:
     """Results of each mode, side-by-side speeds, and the interpreter they ran on."""
     eco = work / "eco"
@@ -479,6 +498,7 @@ async def run_all(
     try:
         async with postgres(kit) as admin_url:
             bench = Bench(eco, slugs, names, packages, apis, users, admin_url, kit, python)
+            bench.metrics_port = metrics_port
             # Memory, start and restart: each mode alone (PSS splits shared pages between the
             # processes mapping them, so the other mode must not run meanwhile).
             results = [await run_mode(bench, mode) for _ in range(rounds) for mode in modes]
@@ -617,6 +637,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--modes", default="separate,host", help="(development) modes to run")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve every bot's /metrics on this port + its index (scraped once after the"
+        " traffic, before memory is read); 0: metrics off, as before",
+    )
+    parser.add_argument(
         "--python",
         help="a Python to run the bots and the host on (a path, or 3.12 to find one on the PATH"
         " or in pyenv), in a venv made from it with the bots' dependencies (3.12 is the host"
@@ -627,7 +654,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="host-bench-"))
     try:
         results, speeds, described = asyncio.run(
-            run_all(work, args.bots, args.users, modes, args.rounds, args.side_rounds, args.python)
+            run_all(
+                work,
+                args.bots,
+                args.users,
+                modes,
+                args.rounds,
+                args.side_rounds,
+                args.python,
+                args.metrics_port,
+            )
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

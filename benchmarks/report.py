@@ -9,11 +9,15 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks.config import (
+    GENERATED,
     LABELS,
     MIB,
     PACKAGE,
     RATE_LIMIT_SECONDS,
+    SCRAPE_SECONDS,
     TARGET_INGEST,
+    TARGET_METRICS,
+    TARGET_METRICS_RSS_MIB,
     TARGET_RSS,
     TARGET_THROUGHPUT,
     VARIANTS,
@@ -40,7 +44,7 @@ def summarize(res: Results) -> dict[str, Any]:
     rss = {v: median([float(r.idle_rss_kb) for r in res.runs(v)]) for v in VARIANTS}
     cpu = {v: median([r.cpu_s / r.updates * 1e6 for r in res.runs(v)]) for v in VARIANTS}
     startup = {v: median([r.startup_s for r in res.runs(v)]) for v in VARIANTS}
-    gen = res.runs("generated")
+    gen = [run for variant in GENERATED for run in res.runs(variant)]
     expected = sum(r.events_expected or 0 for r in gen)
     stored = sum(r.events_stored or 0 for r in gen)
     all_stored = bool(gen) and stored == expected
@@ -49,6 +53,11 @@ def summarize(res: Results) -> dict[str, Any]:
     t_ratio = ratio(tput["generated"], tput["bare"])
     r_ratio = ratio(rss["generated"], rss["bare"])
     i_ratio = ratio(batched, per_row)
+    # Metrics on against off, round by round (the two ran one after the other).
+    pairs = list(zip(res.runs("generated"), res.runs("metrics"), strict=False))
+    m_ratio = median([on.updates_per_s / off.updates_per_s for off, on in pairs])
+    m_rss = median([(on.idle_rss_kb - off.idle_rss_kb) / MIB for off, on in pairs])
+    m_cpu = median([(on.cpu_s / on.updates) / (off.cpu_s / off.updates) for off, on in pairs])
     return {
         "updates_per_s": tput,
         "ratio_generated_bare": t_ratio,
@@ -58,6 +67,10 @@ def summarize(res: Results) -> dict[str, Any]:
         "startup_s": startup,
         "idle_rss_kb": rss,
         "rss_ratio_generated_bare": r_ratio,
+        "ratio_metrics_on_off": m_ratio,
+        "rss_delta_metrics_mib": m_rss,
+        "cpu_ratio_metrics_on_off": m_cpu,
+        "scrapes": sum(r.scrapes for r in res.runs("metrics")),
         "db_lost": sum(r.db_lost for r in gen),
         "upserts_deferred": sum(r.upserts_deferred for r in gen),
         "log_warnings": {v: sum(r.log_warnings for r in res.runs(v)) for v in VARIANTS},
@@ -72,6 +85,8 @@ def summarize(res: Results) -> dict[str, Any]:
                 None if t_ratio is None else t_ratio >= TARGET_THROUGHPUT and all_stored
             ),
             "idle_rss": verdict(None if r_ratio is None else r_ratio <= TARGET_RSS),
+            "metrics_throughput": verdict(None if m_ratio is None else m_ratio >= TARGET_METRICS),
+            "metrics_rss": verdict(None if m_rss is None else m_rss <= TARGET_METRICS_RSS_MIB),
             "ingest": verdict(None if i_ratio is None else i_ratio >= TARGET_INGEST),
             "events_stored": verdict(all_stored if gen else None),
         },
@@ -107,6 +122,13 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
     )
     add("  seed / bare", fmt(summary["ratio_seed_bare"], ".2f", "x"))
     add(
+        "  metrics on / off (same round)",
+        fmt(summary["ratio_metrics_on_off"], ".2f", "x"),
+        f"{summary['scrapes']} scrapes",
+        f">= {TARGET_METRICS}x",
+        targets["metrics_throughput"],
+    )
+    add(
         "Events stored (generated, +warm-ups)",
         f"{summary['events_stored']} / {summary['events_expected']}",
         "",
@@ -137,6 +159,7 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
             spread([r.cpu_s / r.updates * 1e6 for r in res.runs(v)], ".0f"),
         )
     add("  generated / bare", fmt(summary["cpu_ratio_generated_bare"], ".2f", "x"))
+    add("  metrics on / off (same round)", fmt(summary["cpu_ratio_metrics_on_off"], ".2f", "x"))
     for v in VARIANTS:
         add(
             f"Startup to polling, {LABELS[v]}",
@@ -156,6 +179,13 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
         "",
         f"<= {TARGET_RSS}x",
         targets["idle_rss"],
+    )
+    add(
+        "  metrics on - off (same round)",
+        fmt(summary["rss_delta_metrics_mib"], "+.1f", " MiB"),
+        "",
+        f"<= +{TARGET_METRICS_RSS_MIB:g} MiB",
+        targets["metrics_rss"],
     )
     ingest = summary["ingest_rows_per_s"]
     add(
@@ -204,7 +234,9 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
         f"aiogram {m.get('aiogram')}, asyncpg {m.get('asyncpg')}, copier {m.get('copier')};"
         f" PostgreSQL {m.get('postgresql', '?')}: {m.get('postgres_source', '?')}",
         f"Template: {m.get('template_commit')}",
-        f"Throughput: {config.rounds} interleaved round(s) of bare, seed, generated; each a fresh"
+        f"Throughput: {config.rounds} interleaved round(s) of bare, seed, generated, generated"
+        f" with metrics on (/metrics scraped every {SCRAPE_SECONDS:g} s; the last two swap"
+        " places every other round); each a fresh"
         f" process, warm-up /start, {config.idle_seconds:g} s idle (RSS read), then"
         f" {config.updates} /start from {config.users} users, timed from push to the"
         f" {config.updates}-th reply.",

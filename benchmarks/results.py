@@ -28,6 +28,7 @@ class BotRun:
     db_lost: int = 0  # generated: database outages seen while PostgreSQL was up all along
     upserts_deferred: int = 0  # generated: /start user upserts that fell back to the buffer
     error_lines: list[str] = field(default_factory=list)  # ERROR/CRITICAL records, tracebacks
+    scrapes: int = 0  # metrics on: GET /metrics answered during the round
 
 
 @dataclass

@@ -88,8 +88,16 @@ async def run_all(config: Config, work: Path, res: Results) -> None:
             "seed": Variant("seed", "seed_bot", baseline_dir, {"DATABASE_URL": db_url}),
             "generated": Variant("generated", PACKAGE, bot_dir, generated_env),
         }
+        metrics_port = int(kit.postgres.free_port())
+        variants["metrics"] = Variant(
+            "metrics",
+            PACKAGE,
+            bot_dir,
+            generated_env | {"METRICS_PORT": str(metrics_port)},
+            metrics_port=metrics_port,
+        )
         progress(
-            f"throughput: {config.rounds} round(s) x (bare, seed, generated),"
+            f"throughput: {config.rounds} round(s) x (bare, seed, generated, metrics on),"
             f" {config.updates} /start from {config.users} users each"
         )
         await throughput(kit, api, variants, config, db_url, res)

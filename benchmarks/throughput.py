@@ -1,9 +1,14 @@
-"""/start throughput, CPU and idle memory of the three bots, in interleaved rounds."""
+"""/start throughput, CPU and idle memory of the bots, in interleaved rounds.
+
+The generated bot runs twice per round: metrics off, and metrics on (``METRICS_PORT``) with
+``/metrics`` scraped every :data:`SCRAPE_SECONDS` while it works, as Prometheus would (more
+often than its 15 s), and its ``sendMessage`` counter checked against the replies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import signal
 import time
@@ -11,13 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from benchmarks.config import (
     BOT_NAME,
     COUNT_STARTS,
     FIRST_USER_ID,
+    GENERATED,
     LABELS,
     MIB,
     POLL_SECONDS,
+    SCRAPE_SECONDS,
     SEED_BOT_NAME,
     VARIANTS,
     WARMUP_USER_ID,
@@ -34,6 +43,51 @@ class Variant:
     module: str
     rootdir: Path
     env: dict[str, str]
+    metrics_port: int | None = None  # metrics on: scraped during the round
+
+
+SENT_OK = re.compile(
+    r'^tgbot_api_requests_total\{(?=[^}]*method="sendMessage")(?=[^}]*outcome="ok")[^}]*\}'
+    r" ([0-9.e+]+)$",
+    re.M,
+)
+
+
+class Scraper:
+    """GET /metrics every SCRAPE_SECONDS until stopped; the last body kept."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.count = 0
+        self.last = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def scrape(self, http: aiohttp.ClientSession) -> None:
+        async with http.get(self.url) as response:
+            response.raise_for_status()
+            self.last = await response.text()
+            self.count += 1
+
+    async def _loop(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                await self.scrape(http)
+                await asyncio.sleep(SCRAPE_SECONDS)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop the loop, then one last scrape (the counters after the load)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        async with aiohttp.ClientSession() as http:
+            await self.scrape(http)
+
+    def sent_ok(self) -> float:
+        return sum(float(value) for value in SENT_OK.findall(self.last))
 
 
 def count_lines(output: str, *needles: str) -> int:
@@ -119,8 +173,9 @@ async def bot_round(
 ) -> BotRun:
     chats = {FIRST_USER_ID + k for k in range(config.users)}
     stored_before = 0
-    if variant.name == "generated":
+    if variant.name in GENERATED:
         stored_before = int(await fetchval(database_url, COUNT_STARTS, BOT_NAME))
+    scraper = Scraper(variant.metrics_port) if variant.metrics_port else None
     process = kit.bot_process.BotProcess(
         variant.module, variant.rootdir, api, env=variant.env, start_timeout=90.0
     )
@@ -129,6 +184,8 @@ async def bot_round(
         started = time.monotonic()
         await start_process(process)  # returns once it polls; stops and raises if it does not
         startup = time.monotonic() - started
+        if scraper is not None:
+            scraper.start()
         # Warm-up: one /start answered end to end (imports, connections, first user).
         api.push_message("/start", user_id=WARMUP_USER_ID, first_name="Warmup")
         await api.wait_for_call("sendMessage", timeout=60.0, chat_id=WARMUP_USER_ID)
@@ -146,6 +203,14 @@ async def bot_round(
         )
         cpu = cpu_seconds(process.pid) - cpu_before
         elapsed = max(float(call.time) for call in replies) - pushed
+        if scraper is not None:
+            await scraper.stop()
+            counted = scraper.sent_ok()
+            if counted != config.updates + 1:  # + the warm-up's reply
+                raise RuntimeError(
+                    f"{LABELS[variant.name]}: /metrics counted {counted:g} sendMessage ok,"
+                    f" {config.updates + 1} replies were received"
+                )
     except BaseException:
         await force_stop(process)
         raise
@@ -174,8 +239,9 @@ async def bot_round(
         log_warnings=count_lines(process.output, "WARNING")
         - count_lines(process.output, "WARNING", "Received SIGTERM"),
         error_lines=output_errors(process.output),
+        scrapes=scraper.count if scraper is not None else 0,
     )
-    if variant.name == "generated":
+    if variant.name in GENERATED:
         # The counters the process logs when it stops (Analytics.counters), not log wording.
         counters = kit.analytics.parse_counters(process.output)
         if counters is None:
@@ -197,7 +263,11 @@ async def throughput(
     language = str(kit.settings.Settings.model_fields["LANGUAGE"].default)
     warning_prefix = str(kit.texts.shared_texts(language).rate_limited).split("{", 1)[0]
     for round_no in range(config.rounds):
-        for name in VARIANTS:
+        order = list(VARIANTS)
+        if round_no % 2:  # metrics off and on take turns going first: no order favours one
+            off, on = (order.index(name) for name in GENERATED)
+            order[off], order[on] = order[on], order[off]
+        for name in order:
             run = await bot_round(
                 kit, api, variants[name], config, round_no, db_url, warning_prefix
             )
@@ -206,7 +276,7 @@ async def throughput(
             if run.db_lost or run.upserts_deferred:
                 stored += f", DB 'lost' {run.db_lost}x, {run.upserts_deferred} upserts deferred"
             progress(
-                f"round {round_no + 1}/{config.rounds} {LABELS[name]:>13}:"
+                f"round {round_no + 1}/{config.rounds} {LABELS[name]:>21}:"
                 f" {run.updates_per_s:7.0f} updates/s, idle RSS {run.idle_rss_kb / MIB:.1f} MiB"
                 f"{stored}"
             )
@@ -223,7 +293,7 @@ async def throughput(
                 )
             if run.events_stored is not None and run.events_stored != run.events_expected:
                 res.problems.append(
-                    f"generated bot round {run.round}: {run.events_stored} user_start events"
+                    f"{LABELS[name]} round {run.round}: {run.events_stored} user_start events"
                     f" stored, {run.events_expected} expected"
                 )
     res.seed_events_stored = int(await fetchval(db_url, COUNT_STARTS, SEED_BOT_NAME))

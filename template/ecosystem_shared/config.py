@@ -48,6 +48,8 @@ class SharedSettings(BaseSettings):
 
     BOT_TOKEN: SecretStr
     BOT_NAME: str = Field(default="Bot", min_length=1, max_length=64)
+    # The `bot` label of the metrics; empty: the last part of WEBHOOK_PATH (/webhook/<slug>).
+    BOT_SLUG: str = ""
     LANGUAGE: Literal["ru", "en"] = "ru"
     LOG_LEVEL: LogLevel = "INFO"
 
@@ -81,6 +83,12 @@ class SharedSettings(BaseSettings):
     DIGEST_CHART_TIMEOUT: float = Field(default=60.0, gt=0, le=600)
 
     HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
+
+    # Prometheus metrics on http://METRICS_HOST:METRICS_PORT/metrics (0: off, nothing counted,
+    # nothing listens).
+    # Polling: a small server that also answers /healthz; webhook mode: the webhook's server.
+    METRICS_PORT: int = Field(default=0, ge=0, le=65535)
+    METRICS_HOST: str = Field(default="127.0.0.1", min_length=1)
 
     # How updates arrive: long polling (one process per token) or a webhook (any number of
     # processes behind a reverse proxy; see ecosystem_shared/webhook.py).
@@ -221,6 +229,13 @@ class SharedSettings(BaseSettings):
             )
         return value
 
+    @field_validator("BOT_SLUG")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+            raise ValueError("expected the bot's slug: a-z, 0-9, - and _ (e.g. picture-bot)")
+        return value
+
     @field_validator("REDIS_URL")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -283,6 +298,12 @@ class SharedSettings(BaseSettings):
         password = quote(self.DATABASE_PASSWORD.get_secret_value(), safe="")
         user, _, host = parts.netloc.rpartition("@")
         return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+    @property
+    def bot_label(self) -> str:
+        """The bot's slug: BOT_SLUG, else what WEBHOOK_PATH ends with (a bot's default path is
+        /webhook/<slug>)."""
+        return self.BOT_SLUG or self.WEBHOOK_PATH.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def redis_url(self) -> str | None:

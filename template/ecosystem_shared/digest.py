@@ -53,6 +53,22 @@ class DigestNotifier(Protocol):
     async def daily_digest(self, stats: DailyStats) -> bool: ...
 
 
+_LAST_SENT = (
+    "SELECT extract(epoch FROM max(sent_at))::float8 FROM shared.digest_runs WHERE job = $1"
+)
+
+
+async def last_digest_sent(db: Database, job: str = "daily_digest") -> float | None:
+    """Unix time the digest ``job`` was last sent by any bot; None if never or unreadable."""
+    try:
+        async with db.acquire() as conn:
+            value = await conn.fetchval(_LAST_SENT, job)
+    except (*RETRYABLE, asyncpg.PostgresError) as error:
+        logger.debug("Last digest time not read: %s", error)
+        return None
+    return float(value) if value is not None else None
+
+
 async def send_digest_once(
     db: Database,
     analytics: Analytics,

@@ -31,11 +31,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
-from ecosystem_shared.digest import schedule_digest, send_digest_once
+from ecosystem_shared.digest import last_digest_sent, schedule_digest, send_digest_once
 from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.fsm_memory import CompactMemoryStorage
 from ecosystem_shared.health import touch_liveness
 from ecosystem_shared.log import setup_logging
+from ecosystem_shared.metrics import BotMetrics
+from ecosystem_shared.metrics_server import MetricsPortError, start_metrics_server
 from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
 from ecosystem_shared.middlewares.rate_limit import RedisRateLimiter
 from ecosystem_shared.migrations import shared_migrations
@@ -68,6 +70,7 @@ class Services:
     analytics: Analytics
     notifier: Notifier
     charts: ChartService
+    metrics: BotMetrics
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -77,11 +80,19 @@ class Services:
             "analytics": self.analytics,
             "notifier": self.notifier,
             "charts": self.charts,
+            "metrics": self.metrics,
             "bot_name": self.settings.BOT_NAME,
         }
 
 
-def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path] = ()) -> Services:
+def build_services(
+    settings: SharedSettings,
+    bot: Bot,
+    migrations: Sequence[Path] = (),
+    metrics: BotMetrics | None = None,
+) -> Services:
+    """The bot's services. Metrics are collected when ``METRICS_PORT`` is set or ``metrics`` is
+    given (tests); otherwise ``metrics`` is an idle registry and the bot pays nothing for it."""
     db = Database(
         settings.database_dsn,
         min_size=settings.DB_POOL_MIN_SIZE,
@@ -106,12 +117,20 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         enabled=settings.DIGEST_CHART,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    if metrics is None:
+        metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
+        collect = bool(settings.METRICS_PORT)
+    else:
+        collect = True
+    if collect:
+        metrics.instrument_session(bot.session)
+        metrics.watch(analytics, db)
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
-    return Services(settings, bot, db, analytics, notifier, charts, shared)
+    return Services(settings, bot, db, analytics, notifier, charts, metrics, shared)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
@@ -134,10 +153,14 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
         shared=RedisRateLimiter(shared.redis, settings.RATE_LIMIT_SECONDS) if shared else None,
         health=shared.health if shared else None,
     )
+    if services.metrics.collecting:
+        limiter.on_throttled = services.metrics.throttled.inc
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
     dp.include_routers(*routers)
+    if services.metrics.collecting:
+        services.metrics.instrument(dp)
     return dp
 
 
@@ -167,6 +190,7 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             day=now(tz).date(),
             bot_name=settings.BOT_NAME,
         )
+        await _refresh_last_digest(services)  # sent by this bot or another one
 
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
         schedule_digest(
@@ -179,6 +203,13 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
     return scheduler
 
 
+async def _refresh_last_digest(services: Services) -> None:
+    if services.db.available and services.metrics.collecting:
+        sent_at = await last_digest_sent(services.db)
+        if sent_at is not None:
+            services.metrics.digest_sent(sent_at)
+
+
 async def run_services(
     services: Services,
     dp: Dispatcher,
@@ -186,12 +217,21 @@ async def run_services(
 ) -> None:
     scheduler = build_scheduler(services)
     settings = services.settings
+    webhook = settings.RUN_MODE == "webhook"
+    metrics = services.metrics if settings.METRICS_PORT else None
+    stop_metrics = None
+    if metrics is not None and not webhook:  # a port problem stops the bot before anything
+        try:
+            stop_metrics = await start_metrics_server(metrics, settings, partial(_status, services))
+        except MetricsPortError:
+            await services.bot.session.close()
+            raise
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
         await services.shared.check()
+    await _refresh_last_digest(services)
     scheduler.start()
-    webhook = settings.RUN_MODE == "webhook"
     polling = None if webhook else PollingWatch()
     if polling is not None:
         services.bot.session.middleware(polling)
@@ -207,7 +247,7 @@ async def run_services(
         if webhook:
             from ecosystem_shared.webhook import serve_webhook
 
-            await serve_webhook(services.bot, dp, settings, partial(_status, services))
+            await serve_webhook(services.bot, dp, settings, partial(_status, services), metrics)
         else:
             await dp.start_polling(
                 services.bot,
@@ -219,6 +259,8 @@ async def run_services(
             )
     finally:
         liveness.cancel()
+        if stop_metrics is not None:
+            await stop_metrics()
         scheduler.shutdown(wait=False)
         await services.analytics.close()
         await services.db.close()
@@ -256,6 +298,9 @@ def run_bot(
 
     try:
         asyncio.run(main())
+    except MetricsPortError as error:
+        logger.critical("Configuration error: %s", error)
+        return 2
     except Exception:
         # Logged rather than left to the interpreter, whose traceback would skip the redaction.
         logger.critical("Stopped by an unexpected error", exc_info=True)

@@ -97,6 +97,11 @@ BAD_VALUES = [
     ("WEBHOOK_MAX_CONNECTIONS", "101", "WEBHOOK_MAX_CONNECTIONS: Input should be less than"),
     ("WEBHOOK_DELETE_ON_SHUTDOWN", "maybe", "WEBHOOK_DELETE_ON_SHUTDOWN: Input should be a valid"),
     ("REDIS_URL", "localhost:6379", "REDIS_URL: expected redis://"),
+    ("BOT_SLUG", "Picture Bot", "BOT_SLUG: expected the bot's slug"),
+    ("METRICS_PORT", "65536", "METRICS_PORT: Input should be less than or equal to 65535"),
+    ("METRICS_PORT", "-1", "METRICS_PORT: Input should be greater than or equal to 0"),
+    ("METRICS_PORT", "http", "METRICS_PORT: Input should be a valid integer"),
+    ("METRICS_HOST", "", "METRICS_HOST: String should have at least 1 character"),
 ]
 # Their bad values must not be echoed either.
 SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL", "WEBHOOK_SECRET", "REDIS_URL"}
