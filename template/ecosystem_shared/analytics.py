@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -33,8 +33,15 @@ from ecosystem_shared.analytics_store import (
     write_batch,
 )
 from ecosystem_shared.db import Database
+from ecosystem_shared.rollups import roll_up_finished_days
 from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
-from ecosystem_shared.stats import BotStats, DailyStats, query_daily_stats
+from ecosystem_shared.stats import (
+    BotStats,
+    DailyStats,
+    local_day_bounds,
+    query_daily_stats,
+    query_day_stats,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +239,21 @@ class Analytics:
                 return await query_daily_stats(conn, start, end, bot_name, timeout=OP_TIMEOUT)
         except (*RETRYABLE, asyncpg.PostgresError) as error:
             logger.warning("Analytics: daily stats unavailable: %s", error)
+            return DailyStats(start, end)
+
+    async def get_day_stats(self, day: date, timezone: str) -> DailyStats:
+        """The figures of a local day of ``timezone`` (the digest's): finished days are rolled up
+        first if they were not, then read from the rollups; empty without a DB."""
+        start, end = local_day_bounds(day, timezone)
+        if not self._enabled:
+            return DailyStats(start, end)
+        await self._flush(time.monotonic() + OP_TIMEOUT)
+        try:
+            async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
+                await roll_up_finished_days(conn, timezone)
+                return await query_day_stats(conn, day, timezone, timeout=OP_TIMEOUT)
+        except (*RETRYABLE, asyncpg.PostgresError) as error:
+            logger.warning("Analytics: stats of %s unavailable: %s", day, error)
             return DailyStats(start, end)
 
     async def flush(self) -> int:

@@ -23,8 +23,14 @@ from ecosystem_shared.sanitize import (
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("telegram_id", "bot_name", "event_type", "event_data", "created_at")
-# Failures after which the rows are kept and retried (the database is away, not the data bad).
-RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)
+# Failures after which the rows are kept and retried (the database is away or busy, not the data
+# bad): a deadlock or serialization failure rolled the batch back and asks for a retry.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    TimeoutError,
+    asyncpg.TransactionRollbackError,
+    *CONNECTION_ERRORS,
+)
 
 
 # A row buffered during an outage may be older than what another bot wrote since: newer facts

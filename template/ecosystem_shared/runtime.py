@@ -27,8 +27,10 @@ import pytz
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import schedule_digest, send_digest_once
@@ -68,6 +70,7 @@ class Services:
     analytics: Analytics
     notifier: Notifier
     charts: ChartService
+    maintenance: AnalyticsMaintenance
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -106,12 +109,19 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         enabled=settings.DIGEST_CHART,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    maintenance = AnalyticsMaintenance(
+        db,
+        bot_name=analytics.bot_name,
+        timezone=settings.DIGEST_TIMEZONE,
+        main_events=settings.ANALYTICS_MAIN_EVENTS,
+        retention_months=settings.ANALYTICS_RETENTION_MONTHS,
+    )
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
-    return Services(settings, bot, db, analytics, notifier, charts, shared)
+    return Services(settings, bot, db, analytics, notifier, charts, maintenance, shared)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
@@ -166,6 +176,7 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             services.notifier,
             day=now(tz).date(),
             bot_name=settings.BOT_NAME,
+            timezone=settings.DIGEST_TIMEZONE,
         )
 
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
@@ -175,6 +186,17 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             timezone=settings.DIGEST_TIMEZONE,
             callback=digest_job,
             now=now(tz),
+        )
+    if services.db.enabled:
+        # Partitions ahead, yesterday's rollup, retention: shortly after each local midnight.
+        scheduler.add_job(
+            services.maintenance.run,
+            CronTrigger(hour=0, minute=5, timezone=tz),
+            id=MAINTENANCE_JOB_ID,
+            replace_existing=True,
+            misfire_grace_time=6 * 3600,
+            coalesce=True,
+            max_instances=1,
         )
     return scheduler
 
@@ -186,6 +208,7 @@ async def run_services(
 ) -> None:
     scheduler = build_scheduler(services)
     settings = services.settings
+    services.maintenance.start()  # runs once connected: registered before the connection
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
@@ -220,6 +243,7 @@ async def run_services(
     finally:
         liveness.cancel()
         scheduler.shutdown(wait=False)
+        await services.maintenance.close()
         await services.analytics.close()
         await services.db.close()
         if services.shared is not None:
