@@ -264,6 +264,7 @@ WHERE u.first_seen >= $1 AND u.first_seen < $3
 GROUP BY first.bot_name, day
 """
 
+
 async def query_chart_data(
     conn: asyncpg.Connection,
     end: datetime,
