@@ -64,25 +64,26 @@ GROUP BY bot_name, event_type
 # only the events after the last rolled-up day and before the period are searched: no anti-join
 # over every event (the audience table's first_seen can take this role once merged).
 _NEW_PER_BOT = """
-WITH covered AS (
-    SELECT coalesce(max((day + 1)::timestamp AT TIME ZONE zone), '-infinity') AS upto
-    FROM shared.analytics_rollup_days
-)
 SELECT w.bot_name, count(*) AS n
 FROM (
     SELECT DISTINCT bot_name, telegram_id FROM shared.analytics_events
     WHERE telegram_id IS NOT NULL AND created_at >= $1 AND created_at < $2
       AND ($3::text IS NULL OR bot_name = $3)
-) w, covered
+) w
 WHERE NOT EXISTS (
     SELECT 1 FROM shared.analytics_bot_users b
     WHERE b.telegram_id = w.telegram_id AND b.bot_name = w.bot_name AND b.first_seen < $1
-) AND NOT EXISTS (
+) AND ($4::timestamptz >= $1 OR NOT EXISTS (
     SELECT 1 FROM shared.analytics_events p
     WHERE p.telegram_id = w.telegram_id AND p.bot_name = w.bot_name
-      AND p.created_at >= covered.upto AND p.created_at < $1
-)
+      AND p.created_at >= $4 AND p.created_at < $1
+))
 GROUP BY w.bot_name
+"""
+# Where shared.analytics_bot_users stops: the end of the last day rolled up (in any zone).
+_COVERED = """
+SELECT coalesce(max((day + 1)::timestamp AT TIME ZONE zone), '-infinity')
+FROM shared.analytics_rollup_days
 """
 
 _ROLLED_UP = "SELECT count(*) FROM shared.analytics_rollup_days WHERE zone = $1 AND day = ANY($2)"
@@ -154,7 +155,9 @@ async def query_daily_stats(
     stats = DailyStats(start, end)
     stats.new_users = int(await conn.fetchval(_NEW_TO_ECOSYSTEM, start, end, timeout=timeout))
     _add_counts(stats, await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout))
-    _add_new_per_bot(stats, await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout))
+    covered = await conn.fetchval(_COVERED, timeout=timeout)
+    rows = await conn.fetch(_NEW_PER_BOT, start, end, bot_name, covered, timeout=timeout)
+    _add_new_per_bot(stats, rows)
     return stats
 
 
