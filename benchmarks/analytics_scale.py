@@ -217,9 +217,9 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
             stats_module._EVENTS_BY_TYPE,
             (now - timedelta(hours=24), now, None),
         ),
-        "/stats: new to each bot (last 24 h)": (
-            stats_module._NEW_PER_BOT,
-            (now - timedelta(hours=24), now, None, lo),
+        "/stats: new to each bot (last 24 h, first sights)": (
+            stats_module._NEW_PER_BOT_COVERED,
+            (now - timedelta(hours=24), now, None, hi),
         ),
     }
     for label, (sql, params) in day_sql.items():

@@ -5,7 +5,7 @@ read them."""
 import os
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -84,6 +84,15 @@ def quantity(count: int | None) -> int:
     return max(count, 0) if count is not None else 1
 
 
+def first_sights(events: list[Event]) -> dict[tuple[int, str], datetime]:
+    """(user, bot) -> the bot's first event of the user."""
+    found: dict[tuple[int, str], datetime] = {}
+    for e in events:
+        if e.user is not None:
+            found[(e.user, e.bot)] = min(found.get((e.user, e.bot), e.at), e.at)
+    return found
+
+
 def expected_rollups(
     events: list[Event],
 ) -> tuple[dict[tuple[date, str, str], tuple[int, int]], dict[tuple[date, str], tuple[int, ...]]]:
@@ -94,7 +103,7 @@ def expected_rollups(
 
     by_type: dict[tuple[date, str, str], list[int]] = defaultdict(lambda: [0, 0])
     active: dict[tuple[date, str], set[int]] = defaultdict(set)
-    first_in_bot: dict[tuple[int, str], datetime] = {}
+    first_in_bot = first_sights(events)
     for e in events:
         counts = by_type[(day(e.at), e.bot, e.kind)]
         counts[0] += 1
@@ -102,8 +111,6 @@ def expected_rollups(
         ids = active[(day(e.at), e.bot)]  # a row even without known users
         if e.user is not None:
             ids.add(e.user)
-            key = (e.user, e.bot)
-            first_in_bot[key] = min(first_in_bot.get(key, e.at), e.at)
     users: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for (d, bot), ids in active.items():
         users[(d, bot)][0] = len(ids)
@@ -214,6 +221,25 @@ async def test_rollups_equal_the_raw_figures(
     rebuilt = await rebuild(conn, ZONE, days[0], now=now)
     assert rebuilt == days
     assert await read_rollups(conn) == expected_rollups(events)
+
+    # /stats: any period, with rollups covering all of it, part of it, or none.
+    first_at, last_at = min(e.at for e in events), max(e.at for e in events)
+    middle = first_at + (last_at - first_at) / 2
+    firsts = first_sights(events)
+    for rolled_until in (now, middle, None):
+        await conn.execute(
+            "TRUNCATE shared.analytics_bot_users, shared.analytics_rollup_days,"
+            " shared.analytics_daily_events, shared.analytics_daily_bots"
+        )
+        if rolled_until is not None:
+            await roll_up_finished_days(conn, ZONE, now=rolled_until)
+        for start in (middle - timedelta(hours=24), middle - timedelta(hours=1), first_at):
+            end = last_at + timedelta(seconds=1)
+            got = await query_daily_stats(conn, start, end)
+            new = Counter(bot for (_, bot), first in firsts.items() if start <= first < end)
+            assert {name: bot.new_users for name, bot in got.bots.items() if bot.new_users} == (
+                dict(new)
+            ), (rolled_until, start)
 
 
 async def test_late_rows_and_rebuild(conn: asyncpg.Connection) -> None:
