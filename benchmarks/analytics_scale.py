@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import importlib
 import json
 import statistics
 import sys
@@ -38,6 +40,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import asyncpg
@@ -45,13 +48,22 @@ import asyncpg
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "template"))
 
-from ecosystem_shared import stats as stats_module  # noqa: E402 - path above
-from ecosystem_shared.analytics import Analytics  # noqa: E402
-from ecosystem_shared.db import Database, configure_connection  # noqa: E402
-from ecosystem_shared.migrations import apply_migrations, shared_migrations  # noqa: E402
-from ecosystem_shared.partitions import finish_partitioning  # noqa: E402
-from ecosystem_shared.rollups import last_finished_day, roll_up_finished_days  # noqa: E402
-from ecosystem_shared.testing import postgres  # noqa: E402
+
+def _shared(module: str) -> ModuleType:
+    """A module of the template's ecosystem_shared (imported from template/, not installed)."""
+    return importlib.import_module(f"ecosystem_shared.{module}")
+
+
+stats_module = _shared("stats")
+postgres = _shared("testing.postgres")
+Analytics: Any = _shared("analytics").Analytics
+Database: Any = _shared("db").Database
+configure_connection: Any = _shared("db").configure_connection
+apply_migrations: Any = _shared("migrations").apply_migrations
+shared_migrations: Any = _shared("migrations").shared_migrations
+finish_partitioning: Any = _shared("partitions").finish_partitioning
+last_finished_day: Any = _shared("rollups").last_finished_day
+roll_up_finished_days: Any = _shared("rollups").roll_up_finished_days
 
 ZONE = "Europe/Moscow"
 PLAIN_SCHEMA = [path for path in shared_migrations() if path.name < "06"]
@@ -223,7 +235,7 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
         ),
     }
     for label, (sql, params) in day_sql.items():
-        await measure(label, lambda s=sql, p=params: conn.fetch(s, *p), repeat, results)
+        await measure(label, functools.partial(conn.fetch, sql, *params), repeat, results)
     await measure(
         "digest: all of yesterday's figures (query_day_stats)",
         lambda: stats_module.query_day_stats(conn, yesterday, ZONE),
@@ -243,7 +255,7 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
         results,
     )
     for label, sql in SEED_QUERIES.items():
-        await measure(label, lambda s=sql: conn.fetch(s), repeat, results)
+        await measure(label, functools.partial(conn.fetch, sql), repeat, results)
     return results
 
 

@@ -205,15 +205,15 @@ def test_each_dump_is_recorded_for_analytics_retention(cluster: Cluster) -> None
     assert_ok(backup, "backup.sh")
     assert "not recorded" in backup.stdout  # no shared schema yet: the dump still counts
     load_data(cluster)
-    odd_dir = Path(cluster.env["BACKUP_DIR"]) / "it's a \"dir\""
+    odd_dir = Path(cluster.env["BACKUP_DIR"]) / 'it\'s a "dir"'
     odd_dir.mkdir()
     backup = cluster.script("backup.sh", BACKUP_DIR=str(odd_dir))
     assert_ok(backup, "backup.sh")
     assert "recorded in shared.backups" in backup.stdout
     [dump] = sorted(odd_dir.glob(f"{cluster.db}-*.dump"))
     row = cluster.psql(
-        "SELECT file, bytes, started_at >= date_trunc('second', $$%s$$::timestamptz),"
-        " started_at <= finished_at FROM shared.backups" % before
+        f"SELECT file, bytes, started_at >= date_trunc('second', $${before}$$::timestamptz),"
+        " started_at <= finished_at FROM shared.backups"
     ).strip()
     assert row == f"{dump}|{dump.stat().st_size}|t|t"
 
