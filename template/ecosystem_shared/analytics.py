@@ -20,8 +20,9 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Hashable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -29,6 +30,7 @@ from ecosystem_shared.analytics_store import (
     RETRYABLE,
     Row,
     UserRow,
+    first_sights,
     upsert_users,
     write_batch,
 )
@@ -44,6 +46,7 @@ from ecosystem_shared.stats import (
 )
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 __all__ = ["COUNTERS_PREFIX", "Analytics", "BotStats", "DailyStats", "parse_counters"]
 
@@ -82,6 +85,8 @@ class Analytics:
         self._buffer: deque[Row] = deque()
         self._known: OrderedDict[int, None] = OrderedDict()  # ids known to be in shared.users
         self._known_limit = known_users
+        # (user, bot) pairs whose first sight is stored: their events skip that upsert.
+        self._known_pairs: OrderedDict[tuple[int, str], None] = OrderedDict()
         self._dropped = 0
         self.written = 0  # rows committed (users and events)
         # /start upserts that could not run at once (database busy or lost) and went to the
@@ -356,12 +361,11 @@ class Analytics:
         self._unreported_drops = 0
         self._last_drop_warning = time.monotonic()
 
-    def _remember(self, ids: list[int]) -> None:
-        for telegram_id in ids:
-            self._known[telegram_id] = None
-            self._known.move_to_end(telegram_id)
-        while len(self._known) > self._known_limit:
-            self._known.popitem(last=False)
+    def _remember(self, ids: list[int], batch: list[Row] | None = None) -> None:
+        _keep_recent(self._known, ids, self._known_limit)
+        if batch is not None:
+            events = [row for row in batch if not isinstance(row, UserRow)]
+            _keep_recent(self._known_pairs, list(first_sights(events)), self._known_limit)
 
     async def _on_db_connected(self) -> None:
         self._report_drops()  # the full count of an outage, not only its first drop
@@ -392,7 +396,7 @@ class Analytics:
                 batch = list(itertools.islice(self._buffer, self._batch_size))
                 try:
                     async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
-                        user_ids = await write_batch(conn, batch, OP_TIMEOUT)
+                        user_ids = await write_batch(conn, batch, OP_TIMEOUT, self._known_pairs)
                 except RETRYABLE as error:
                     logger.debug("Analytics: batch kept for later: %r", error)
                     self._blocked = True
@@ -406,9 +410,18 @@ class Analytics:
                     self._count_drops(len(batch), "rejected by the database")
                 else:
                     written += len(batch)
-                    self._remember(user_ids)
+                    self._remember(user_ids, batch)
             self.written += written
         return written
+
+
+def _keep_recent(recent: OrderedDict[K, None], keys: list[K], limit: int) -> None:
+    """Mark ``keys`` most recently seen in ``recent``; forget the oldest beyond ``limit``."""
+    for key in keys:
+        recent[key] = None
+        recent.move_to_end(key)
+    while len(recent) > limit:
+        recent.popitem(last=False)
 
 
 def parse_counters(output: str) -> dict[str, int] | None:

@@ -25,7 +25,7 @@ from ecosystem_shared.db import Database
 from ecosystem_shared.digest import claim_job, finish_job
 from ecosystem_shared.partitions import finish_partitioning, maintain_partitions
 from ecosystem_shared.retention import RETENTION_JOB, drop_expired_partitions
-from ecosystem_shared.rollups import roll_up_finished_days
+from ecosystem_shared.rollups import catch_up_first_sights, roll_up_finished_days
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class AnalyticsMaintenance:
                 await finish_partitioning(conn)
                 await maintain_partitions(conn)
                 await roll_up_finished_days(conn, self.timezone, now=now)
+                await catch_up_first_sights(conn)
                 if self.retention_months is not None:
                     await self._retention(conn, self.retention_months, now)
         except (*RETRYABLE, asyncpg.PostgresError) as error:

@@ -76,6 +76,27 @@ async def roll_up_finished_days(
     return days
 
 
+# The events after the last rolled-up day (in any zone) into each bot's first sights: what the
+# analytics writer adds with every batch, for rows it did not write (a writer of an older
+# template during an upgrade, an import).
+_CATCH_UP_FIRST_SIGHTS = """
+INSERT INTO shared.analytics_bot_users AS b (telegram_id, bot_name, first_seen)
+SELECT e.telegram_id, e.bot_name, min(e.created_at)
+FROM shared.analytics_events e
+WHERE e.telegram_id IS NOT NULL AND e.created_at >= coalesce(
+    (SELECT max((day + 1)::timestamp AT TIME ZONE zone) FROM shared.analytics_rollup_days),
+    '-infinity')
+GROUP BY e.telegram_id, e.bot_name
+ORDER BY e.telegram_id, e.bot_name
+ON CONFLICT (telegram_id, bot_name) DO UPDATE SET first_seen = EXCLUDED.first_seen
+    WHERE EXCLUDED.first_seen < b.first_seen
+"""
+
+
+async def catch_up_first_sights(conn: asyncpg.Connection) -> None:
+    await conn.execute(_CATCH_UP_FIRST_SIGHTS)
+
+
 async def rebuild(
     conn: asyncpg.Connection, timezone: str, since: date, *, now: datetime | None = None
 ) -> list[date]:
@@ -99,6 +120,7 @@ async def rebuild(
             )
             for day in days:
                 await roll_up_day(conn, timezone, day)
+            await catch_up_first_sights(conn)  # today's, deleted above
     finally:
         await _unlock(conn)
     logger.info("Analytics rollups (%s) rebuilt: %d days from %s", timezone, len(days), since)

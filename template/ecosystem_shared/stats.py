@@ -59,54 +59,14 @@ WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR bot_name = $
 GROUP BY bot_name, event_type
 """
 
-# New to a bot: the bot's first event of theirs falls in the period. Each bot's first sight of a
-# user is in shared.analytics_bot_users for the events before `covered` (the end of the last day
-# rolled up, in order from the first), so no anti-join over every event (the audience table's
-# first_seen can take this role once merged). When the rollups cover the period's start: the
-# first sights in [start, covered) are counted from that table, and only the pairs seen since
-# `covered` (today so far) are looked up in it.
-_NEW_PER_BOT_COVERED = """
-SELECT bot_name, sum(n)::bigint AS n FROM (
-    SELECT b.bot_name, count(*) AS n FROM shared.analytics_bot_users b
-    WHERE b.first_seen >= $1 AND b.first_seen < least($4::timestamptz, $2::timestamptz)
-      AND ($3::text IS NULL OR b.bot_name = $3)
-    GROUP BY b.bot_name
-    UNION ALL
-    SELECT w.bot_name, count(*) FROM (
-        SELECT DISTINCT bot_name, telegram_id FROM shared.analytics_events
-        WHERE telegram_id IS NOT NULL AND created_at >= $4 AND created_at < $2
-          AND ($3::text IS NULL OR bot_name = $3)
-    ) w
-    WHERE NOT EXISTS (
-        SELECT 1 FROM shared.analytics_bot_users b
-        WHERE b.telegram_id = w.telegram_id AND b.bot_name = w.bot_name
-    )
-    GROUP BY w.bot_name
-) parts
-GROUP BY bot_name
-"""
-# Rollups behind the period's start (or none): the events between them are searched too.
+# New to a bot: the bot's first event of theirs falls in the period. Each bot's first sight of
+# each user is kept in shared.analytics_bot_users (by the analytics writer with every batch, by
+# the rollups for imported history), so this is a range count, not an anti-join over every
+# event. It can merge with the audience table's first_seen later.
 _NEW_PER_BOT = """
-SELECT w.bot_name, count(*) AS n
-FROM (
-    SELECT DISTINCT bot_name, telegram_id FROM shared.analytics_events
-    WHERE telegram_id IS NOT NULL AND created_at >= $1 AND created_at < $2
-      AND ($3::text IS NULL OR bot_name = $3)
-) w
-WHERE NOT EXISTS (
-    SELECT 1 FROM shared.analytics_bot_users b
-    WHERE b.telegram_id = w.telegram_id AND b.bot_name = w.bot_name AND b.first_seen < $1
-) AND NOT EXISTS (
-    SELECT 1 FROM shared.analytics_events p
-    WHERE p.telegram_id = w.telegram_id AND p.bot_name = w.bot_name
-      AND p.created_at >= coalesce($4::timestamptz, '-infinity') AND p.created_at < $1
-)
-GROUP BY w.bot_name
-"""
-# Where shared.analytics_bot_users stops: the end of the last day rolled up (in any zone; NULL:
-# no rollups, every event is searched).
-_COVERED = """
-SELECT max((day + 1)::timestamp AT TIME ZONE zone) FROM shared.analytics_rollup_days
+SELECT bot_name, count(*) AS n FROM shared.analytics_bot_users
+WHERE first_seen >= $1 AND first_seen < $2 AND ($3::text IS NULL OR bot_name = $3)
+GROUP BY bot_name
 """
 
 _ROLLED_UP = "SELECT count(*) FROM shared.analytics_rollup_days WHERE zone = $1 AND day = ANY($2)"
@@ -178,10 +138,8 @@ async def query_daily_stats(
     stats = DailyStats(start, end)
     stats.new_users = int(await conn.fetchval(_NEW_TO_ECOSYSTEM, start, end, timeout=timeout))
     _add_counts(stats, await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout))
-    covered = await conn.fetchval(_COVERED, timeout=timeout)
-    query = _NEW_PER_BOT_COVERED if covered is not None and covered >= start else _NEW_PER_BOT
-    rows = await conn.fetch(query, start, end, bot_name, covered, timeout=timeout)
-    _add_new_per_bot(stats, [row for row in rows if row["n"]])
+    rows = await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout)
+    _add_new_per_bot(stats, rows)
     return stats
 
 
