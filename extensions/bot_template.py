@@ -153,6 +153,14 @@ def split_list(value: str) -> list[str]:
     return [item.strip() for item in str(value).split(",") if item.strip()]
 
 
+def main_events(mode: str, crm: bool, external_api: bool) -> list[str]:
+    """The event types a generated bot's own handlers call its main activity: the default of its
+    ANALYTICS_MAIN_EVENTS (settings.py and .env.example)."""
+    events = {"media": ["photo_sent", "video_sent"], "text": ["command_used"]}.get(mode, [])
+    extras = [("subscription_purchased", crm), ("api_request_success", external_api)]
+    return events + [event for event, wanted in extras if wanted]
+
+
 class BotTemplateExtension(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -169,6 +177,7 @@ class BotTemplateExtension(Extension):
             time_error=time_error,
             float_error=float_error,
             slug_list_error=slug_list_error,
+            main_events=main_events,
             slug_pattern=SLUG_PATTERN,
             current_year=datetime.now().year,
         )

@@ -199,6 +199,26 @@ def test_backup_drop_restore_gives_the_same_rows(cluster: Cluster) -> None:
 
 
 @BACKUP
+def test_each_dump_is_recorded_for_analytics_retention(cluster: Cluster) -> None:
+    before = cluster.psql("SELECT now()").strip()
+    backup = cluster.script("backup.sh")
+    assert_ok(backup, "backup.sh")
+    assert "not recorded" in backup.stdout  # no shared schema yet: the dump still counts
+    load_data(cluster)
+    odd_dir = Path(cluster.env["BACKUP_DIR"]) / 'it\'s a "dir"'
+    odd_dir.mkdir()
+    backup = cluster.script("backup.sh", BACKUP_DIR=str(odd_dir))
+    assert_ok(backup, "backup.sh")
+    assert "recorded in shared.backups" in backup.stdout
+    [dump] = sorted(odd_dir.glob(f"{cluster.db}-*.dump"))
+    row = cluster.psql(
+        f"SELECT file, bytes, started_at >= date_trunc('second', $${before}$$::timestamptz),"
+        " started_at <= finished_at FROM shared.backups"
+    ).strip()
+    assert row == f"{dump}|{dump.stat().st_size}|t|t"
+
+
+@BACKUP
 def test_restore_over_a_live_database_keeps_the_old_one_aside(cluster: Cluster) -> None:
     load_data(cluster)
     before = snapshot(cluster)

@@ -25,7 +25,12 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 from ecosystem_shared.log import secrets_of
@@ -66,6 +71,12 @@ class SharedSettings(BaseSettings):
     ANALYTICS_BUFFER_SIZE: int = Field(default=10_000, ge=10, le=10_000_000)
     ANALYTICS_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
     ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)
+    # Event types that are this bot's main activity (the digest chart's third series), comma-
+    # separated; empty: every event but starts and errors. A bot's Settings names its own.
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = ()
+    # Raw events older than this many whole months are dropped (after a backup of them exists;
+    # daily rollups stay). Empty: keep everything.
+    ANALYTICS_RETENTION_MONTHS: int | None = Field(default=None, ge=1, le=1200)
 
     RATE_LIMIT_SECONDS: float = Field(default=3.0, ge=0, le=3600)
     # Updates handled at once when polling (aiogram starts a task per update, unbounded by
@@ -140,6 +151,7 @@ class SharedSettings(BaseSettings):
         "DATABASE_PASSWORD",
         "TELEGRAM_API_BASE_URL",
         "ANALYTICS_CHANNEL_ID",
+        "ANALYTICS_RETENTION_MONTHS",
         "WEBHOOK_BASE_URL",
         "WEBHOOK_SECRET",
         "REDIS_URL",
@@ -150,6 +162,21 @@ class SharedSettings(BaseSettings):
         # `.env` templates leave optional values empty (`TELEGRAM_API_BASE_URL=`).
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("ANALYTICS_MAIN_EVENTS", mode="before")
+    @classmethod
+    def _event_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            bad = [item for item in value if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", str(item))]
+            if bad:
+                raise ValueError(
+                    "expected comma-separated event types of letters, digits and _.:-"
+                    f" (not {bad[0]!r})"
+                )
+            return tuple(str(item) for item in value)
         return value
 
     @field_validator("DATABASE_URL")

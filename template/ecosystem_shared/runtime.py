@@ -27,8 +27,10 @@ import pytz
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import last_digest_sent, schedule_digest, send_digest_once
@@ -71,6 +73,7 @@ class Services:
     notifier: Notifier
     charts: ChartService
     metrics: BotMetrics
+    maintenance: AnalyticsMaintenance
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -125,12 +128,19 @@ def build_services(
     if collect:
         metrics.instrument_session(bot.session)
         metrics.watch(analytics, db)
+    maintenance = AnalyticsMaintenance(
+        db,
+        bot_name=analytics.bot_name,
+        timezone=settings.DIGEST_TIMEZONE,
+        main_events=settings.ANALYTICS_MAIN_EVENTS,
+        retention_months=settings.ANALYTICS_RETENTION_MONTHS,
+    )
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
-    return Services(settings, bot, db, analytics, notifier, charts, metrics, shared)
+    return Services(settings, bot, db, analytics, notifier, charts, metrics, maintenance, shared)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
@@ -189,6 +199,7 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             services.notifier,
             day=now(tz).date(),
             bot_name=settings.BOT_NAME,
+            timezone=settings.DIGEST_TIMEZONE,
         )
         await _refresh_last_digest(services)  # sent by this bot or another one
 
@@ -199,6 +210,17 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             timezone=settings.DIGEST_TIMEZONE,
             callback=digest_job,
             now=now(tz),
+        )
+    if services.db.enabled:
+        # Partitions ahead, yesterday's rollup, retention: shortly after each local midnight.
+        scheduler.add_job(
+            services.maintenance.run,
+            CronTrigger(hour=0, minute=5, timezone=tz),
+            id=MAINTENANCE_JOB_ID,
+            replace_existing=True,
+            misfire_grace_time=6 * 3600,
+            coalesce=True,
+            max_instances=1,
         )
     return scheduler
 
@@ -226,6 +248,7 @@ async def run_services(
         except MetricsPortError:
             await services.bot.session.close()
             raise
+    services.maintenance.start()  # runs once connected: registered before the connection
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
@@ -262,6 +285,7 @@ async def run_services(
         if stop_metrics is not None:
             await stop_metrics()
         scheduler.shutdown(wait=False)
+        await services.maintenance.close()
         await services.analytics.close()
         await services.db.close()
         if services.shared is not None:

@@ -58,6 +58,21 @@ def test_parses_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 # (variable, bad value, start of its one error line): every SharedSettings variable that a value
 # can make invalid, the first case of each also goes to the real entrypoint at once.
 BAD_VALUES = [
+    (
+        "ANALYTICS_MAIN_EVENTS",
+        "photo sent",
+        "ANALYTICS_MAIN_EVENTS: expected comma-separated event types",
+    ),
+    (
+        "ANALYTICS_RETENTION_MONTHS",
+        "0",
+        "ANALYTICS_RETENTION_MONTHS: Input should be greater than or equal to 1",
+    ),
+    (
+        "ANALYTICS_RETENTION_MONTHS",
+        "a year",
+        "ANALYTICS_RETENTION_MONTHS: Input should be a valid integer",
+    ),
     ("BOT_TOKEN", "not-a-token", "BOT_TOKEN: expected the token from @BotFather"),
     ("BOT_TOKEN", "123456:abc def", "BOT_TOKEN: expected the token from @BotFather"),
     ("BOT_NAME", "", "BOT_NAME: String should have at least 1 character"),
