@@ -2,9 +2,10 @@
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
+from pydantic_settings import NoDecode
 
 from ecosystem_shared.config import SharedSettings
 
@@ -19,6 +20,11 @@ class Settings(SharedSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
     WEBHOOK_PATH: str = "/webhook/api-bot"
+    # This bot's main activity: the digest chart's third series (ANALYTICS_MAIN_EVENTS).
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = (
+        "command_used",
+        "api_request_success",
+    )
 
     # External API
     EXTERNAL_API_BASE_URL: str = "https://api.example.com"

@@ -123,6 +123,14 @@ class Database:
     def available(self) -> bool:
         return self._pool is not None and self._healthy and not self._closed
 
+    def pool_usage(self) -> tuple[int, int]:
+        """Connections open in the pool and those taken by a query (0, 0 without a pool)."""
+        pool = self._pool
+        if pool is None:
+            return 0, 0
+        size = pool.get_size()
+        return size, size - pool.get_idle_size()
+
     @property
     def target(self) -> str:
         return describe_dsn(self._dsn) if self._dsn else "no database"

@@ -4,8 +4,11 @@ The runtime calls :func:`touch_liveness` every 30 s while Telegram answers its l
 image's ``HEALTHCHECK CMD python -m ecosystem_shared.health`` exits 0 while the file is fresh
 and 1 with a one-line reason otherwise (Docker shows that line in ``docker inspect``). A file
 rather than an HTTP port: a polling bot listens on nothing, and a file works with a read-only
-root filesystem (``/tmp`` is a tmpfs). Standard library only, so the check starts fast and
-never needs settings.
+root filesystem (``/tmp`` is a tmpfs). In webhook mode (``RUN_MODE=webhook`` in the
+environment) the check also asks the bot's own server for ``/healthz``: a replica counts as
+healthy only once it accepts updates, which is what a rolling update (start-first) waits for
+before it stops an old replica. Standard library only, so the check starts fast and never needs
+settings.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import logging
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
     "DEFAULT_HEALTH_FILE",
     "DEFAULT_MAX_AGE_SECONDS",
+    "WEBHOOK_HEALTH_PATH",
     "check_liveness",
+    "check_webhook",
     "main",
     "touch_liveness",
 ]
@@ -31,6 +38,10 @@ __all__ = [
 DEFAULT_HEALTH_FILE = Path("/tmp/bot-alive")  # nosec B108
 # Four missed 30-second touches: one slow getUpdates round or a GC pause is not an outage.
 DEFAULT_MAX_AGE_SECONDS = 120.0
+# Served by ecosystem_shared.webhook in webhook mode.
+WEBHOOK_HEALTH_PATH = "/healthz"
+WEBHOOK_TIMEOUT_SECONDS = 5.0
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # nosec B104: names of "every interface"
 
 logger = logging.getLogger(__name__)
 _warned: set[Path] = set()
@@ -78,6 +89,34 @@ def check_liveness(path: Path, max_age: float, *, now: float | None = None) -> s
     return None
 
 
+def check_webhook(url: str, timeout: float = WEBHOOK_TIMEOUT_SECONDS) -> str | None:
+    """``None`` when the bot's webhook server answers ``url`` with 200, else why not."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # nosec B310: http only
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        return f"the webhook server does not answer {url}: {reason}"
+    if status != 200:
+        return f"the webhook server answered {status} on {url}"
+    return None
+
+
+def _webhook_url(environ: Mapping[str, str]) -> str | None:
+    """The bot's own health URL in webhook mode, from the variables the bot reads too."""
+    if environ.get("RUN_MODE", "").strip() != "webhook":
+        return None
+    raw_port = environ.get("WEBHOOK_LISTEN_PORT", "").strip() or "8080"
+    if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+        raise ValueError(f"WEBHOOK_LISTEN_PORT must be a port number (got {raw_port!r})")
+    host = environ.get("WEBHOOK_LISTEN_HOST", "").strip()
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{raw_port}{WEBHOOK_HEALTH_PATH}"
+
+
 def _settings(environ: Mapping[str, str]) -> tuple[Path, float]:
     raw_path = environ.get("HEALTH_FILE", "").strip()
     path = Path(raw_path) if raw_path else DEFAULT_HEALTH_FILE
@@ -96,16 +135,21 @@ def _settings(environ: Mapping[str, str]) -> tuple[Path, float]:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Exit code for the health check: 0 healthy, 1 unhealthy (one line on stdout either way)."""
     del argv  # no options: everything comes from the environment the bot also reads
+    variables = os.environ if environ is None else environ
     try:
-        path, max_age = _settings(os.environ if environ is None else environ)
+        path, max_age = _settings(variables)
+        webhook = _webhook_url(variables)
     except ValueError as error:
         print(f"unhealthy: {error}")
         return 1
     reason = check_liveness(path, max_age)
+    if reason is None and webhook is not None:
+        reason = check_webhook(webhook)
     if reason is not None:
         print(f"unhealthy: {reason}")
         return 1
-    print(f"healthy: {path} touched within {max_age:g}s")
+    served = f"; {webhook} answers" if webhook else ""
+    print(f"healthy: {path} touched within {max_age:g}s{served}")
     return 0
 
 

@@ -20,6 +20,11 @@ class Settings(SharedSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
     WEBHOOK_PATH: str = "/webhook/crm-bot"
+    # This bot's main activity: the digest chart's third series (ANALYTICS_MAIN_EVENTS).
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = (
+        "command_used",
+        "subscription_purchased",
+    )
 
     # CRM
     SUBSCRIPTION_DAYS: int = Field(default=30, ge=1, le=3650)

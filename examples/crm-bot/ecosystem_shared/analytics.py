@@ -20,8 +20,9 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Hashable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -29,14 +30,23 @@ from ecosystem_shared.analytics_store import (
     RETRYABLE,
     Row,
     UserRow,
+    first_sights,
     upsert_users,
     write_batch,
 )
 from ecosystem_shared.db import Database
+from ecosystem_shared.rollups import roll_up_finished_days
 from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
-from ecosystem_shared.stats import BotStats, DailyStats, query_daily_stats
+from ecosystem_shared.stats import (
+    BotStats,
+    DailyStats,
+    local_day_bounds,
+    query_daily_stats,
+    query_day_stats,
+)
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 __all__ = ["COUNTERS_PREFIX", "Analytics", "BotStats", "DailyStats", "parse_counters"]
 
@@ -75,6 +85,8 @@ class Analytics:
         self._buffer: deque[Row] = deque()
         self._known: OrderedDict[int, None] = OrderedDict()  # ids known to be in shared.users
         self._known_limit = known_users
+        # (user, bot) pairs whose first sight is stored: their events skip that upsert.
+        self._known_pairs: OrderedDict[tuple[int, str], None] = OrderedDict()
         self._dropped = 0
         self.written = 0  # rows committed (users and events)
         # /start upserts that could not run at once (database busy or lost) and went to the
@@ -234,6 +246,21 @@ class Analytics:
             logger.warning("Analytics: daily stats unavailable: %s", error)
             return DailyStats(start, end)
 
+    async def get_day_stats(self, day: date, timezone: str) -> DailyStats:
+        """The figures of a local day of ``timezone`` (the digest's): finished days are rolled up
+        first if they were not, then read from the rollups; empty without a DB."""
+        start, end = local_day_bounds(day, timezone)
+        if not self._enabled:
+            return DailyStats(start, end)
+        await self._flush(time.monotonic() + OP_TIMEOUT)
+        try:
+            async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
+                await roll_up_finished_days(conn, timezone)
+                return await query_day_stats(conn, day, timezone, timeout=OP_TIMEOUT)
+        except (*RETRYABLE, asyncpg.PostgresError) as error:
+            logger.warning("Analytics: stats of %s unavailable: %s", day, error)
+            return DailyStats(start, end)
+
     async def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
         return await self._flush(None)
@@ -334,12 +361,11 @@ class Analytics:
         self._unreported_drops = 0
         self._last_drop_warning = time.monotonic()
 
-    def _remember(self, ids: list[int]) -> None:
-        for telegram_id in ids:
-            self._known[telegram_id] = None
-            self._known.move_to_end(telegram_id)
-        while len(self._known) > self._known_limit:
-            self._known.popitem(last=False)
+    def _remember(self, ids: list[int], batch: list[Row] | None = None) -> None:
+        _keep_recent(self._known, ids, self._known_limit)
+        if batch is not None:
+            events = [row for row in batch if not isinstance(row, UserRow)]
+            _keep_recent(self._known_pairs, list(first_sights(events)), self._known_limit)
 
     async def _on_db_connected(self) -> None:
         self._report_drops()  # the full count of an outage, not only its first drop
@@ -370,7 +396,7 @@ class Analytics:
                 batch = list(itertools.islice(self._buffer, self._batch_size))
                 try:
                     async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
-                        user_ids = await write_batch(conn, batch, OP_TIMEOUT)
+                        user_ids = await write_batch(conn, batch, OP_TIMEOUT, self._known_pairs)
                 except RETRYABLE as error:
                     logger.debug("Analytics: batch kept for later: %r", error)
                     self._blocked = True
@@ -384,9 +410,18 @@ class Analytics:
                     self._count_drops(len(batch), "rejected by the database")
                 else:
                     written += len(batch)
-                    self._remember(user_ids)
+                    self._remember(user_ids, batch)
             self.written += written
         return written
+
+
+def _keep_recent(recent: OrderedDict[K, None], keys: list[K], limit: int) -> None:
+    """Mark ``keys`` most recently seen in ``recent``; forget the oldest beyond ``limit``."""
+    for key in keys:
+        recent[key] = None
+        recent.move_to_end(key)
+    while len(recent) > limit:
+        recent.popitem(last=False)
 
 
 def parse_counters(output: str) -> dict[str, int] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,8 +23,14 @@ from ecosystem_shared.sanitize import (
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ("telegram_id", "bot_name", "event_type", "event_data", "created_at")
-# Failures after which the rows are kept and retried (the database is away, not the data bad).
-RETRYABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, TimeoutError, *CONNECTION_ERRORS)
+# Failures after which the rows are kept and retried (the database is away or busy, not the data
+# bad): a deadlock or serialization failure rolled the batch back and asks for a retry.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,
+    TimeoutError,
+    asyncpg.TransactionRollbackError,
+    *CONNECTION_ERRORS,
+)
 
 
 # A row buffered during an outage may be older than what another bot wrote since: newer facts
@@ -55,6 +61,16 @@ PLACEHOLDER_USERS = """
 INSERT INTO shared.users (telegram_id, first_name)
 SELECT id, '' FROM unnest($1::bigint[]) AS t(id) ORDER BY id
 ON CONFLICT (telegram_id) DO NOTHING
+"""
+
+# Each bot's first sight of a user (shared.analytics_bot_users), kept current with every batch so
+# that "new to this bot" in any period is a range count; only moves back (rows buffered through
+# an outage may be older). Pairs unique and sorted (concurrent writers lock in one order).
+UPSERT_FIRST_SIGHTS = """
+INSERT INTO shared.analytics_bot_users AS b (telegram_id, bot_name, first_seen)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
+ON CONFLICT (telegram_id, bot_name) DO UPDATE SET first_seen = EXCLUDED.first_seen
+    WHERE EXCLUDED.first_seen < b.first_seen
 """
 
 INSERT_EVENT = """
@@ -109,8 +125,25 @@ async def upsert_users(
     return {record["telegram_id"]: bool(record["inserted"]) for record in records}
 
 
-async def write_batch(conn: asyncpg.Connection, batch: list[Row], timeout: float) -> list[int]:
-    """Users, placeholder users, then events, in one transaction. Returns the upserted ids."""
+def first_sights(events: Iterable[EventRow]) -> dict[tuple[int, str], datetime]:
+    """(user, bot) -> the earliest time among ``events`` (anonymous events have none)."""
+    found: dict[tuple[int, str], datetime] = {}
+    for telegram_id, bot_name, _, _, created_at in events:
+        if telegram_id is not None:
+            key = (telegram_id, bot_name)
+            if key not in found or created_at < found[key]:
+                found[key] = created_at
+    return found
+
+
+async def write_batch(
+    conn: asyncpg.Connection,
+    batch: list[Row],
+    timeout: float,
+    known_pairs: Container[tuple[int, str]] = (),
+) -> list[int]:
+    """Users, placeholder users, events, then first sights of (user, bot) pairs not in
+    ``known_pairs``, in one transaction. Returns the upserted ids."""
     users: dict[int, UserRow] = {}
     events: list[EventRow] = []
     for row in batch:
@@ -126,6 +159,11 @@ async def write_batch(conn: asyncpg.Connection, batch: list[Row], timeout: float
             await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
         if events:
             await _insert_events(conn, events, timeout)
+            sights = first_sights(events)
+            pairs = sorted(pair for pair in sights if pair not in known_pairs)
+            if pairs:
+                columns = ([p[0] for p in pairs], [p[1] for p in pairs], [sights[p] for p in pairs])
+                await conn.execute(UPSERT_FIRST_SIGHTS, *columns, timeout=timeout)
     return user_ids
 
 

@@ -19,6 +19,7 @@ from ecosystem_host.bots import (
     discover,
     read_bot,
 )
+from ecosystem_host.child import metrics_ports
 
 logger = logging.getLogger("ecosystem_host")
 
@@ -81,6 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     stop_seconds, immortal = _stop_seconds(), _immortal_objects()  # bad values: before any work
     found = discover(args.bots)
+    try:  # by the arguments' order, so that a refused bot does not move the others' ports
+        by_directory = metrics_ports(os.environ, [str(Path(a).resolve()) for a in args.bots])
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    ports = {
+        bot.slug: by_directory[str(bot.directory)]
+        for bot in found.bots
+        if str(bot.directory) in by_directory
+    }
     for refusal in found.refusals:
         logger.error("%s", refusal)
     if not found.bots:
@@ -89,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ecosystem_host.preload import preload
     from ecosystem_host.supervisor import Supervisor
 
-    supervisor = Supervisor(found.bots, health.health_dir(), os.environ, stop_seconds)
+    supervisor = Supervisor(found.bots, health.health_dir(), os.environ, stop_seconds, ports)
     supervisor.refused = {r.argument: r.reason for r in found.refusals}
     preload(found.bots, immortal=immortal)
     return supervisor.run()

@@ -2,7 +2,9 @@
 
 Settings precedence in a child (pydantic-settings: process environment over ``.env``):
 
-1. ``HEALTH_FILE`` (set by the host, one file per bot) and every ``ALL_BOTS_<NAME>`` variable of
+1. ``HEALTH_FILE`` (set by the host, one file per bot), with ``HOST_METRICS_PORT`` set the
+   metrics address (``METRICS_PORT``: that port plus the bot's position among the host's
+   arguments, ``METRICS_HOST=0.0.0.0``, ``BOT_SLUG``), and every ``ALL_BOTS_<NAME>`` variable of
    the host's environment as ``<NAME>`` (e.g. ``ALL_BOTS_DATABASE_URL``: one database for all);
 2. the bot's own ``.env``;
 3. the defaults of the bot's ``Settings``.
@@ -22,7 +24,7 @@ import runpy
 import signal
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -30,7 +32,7 @@ from ecosystem_host.bots import Bot
 
 SHARED_PREFIX = "ALL_BOTS_"
 # Set by the host for each bot; a bot's .env cannot change them.
-HOST_SET = frozenset({"HEALTH_FILE"})
+HOST_SET = frozenset({"HEALTH_FILE", "METRICS_PORT", "METRICS_HOST", "BOT_SLUG"})
 # Never accepted from ALL_BOTS_: a token belongs to one bot.
 NOT_SHARED = frozenset({"BOT_TOKEN"})
 _PLUMBING = frozenset(
@@ -46,9 +48,12 @@ _PR_SET_PDEATHSIG = 1
 
 
 def child_environment(
-    host_env: Mapping[str, str], health_file: Path
+    host_env: Mapping[str, str], health_file: Path, metrics: tuple[str, int] | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """The environment a bot child starts with, and warnings about ignored variables."""
+    """The environment a bot child starts with, and warnings about ignored variables.
+
+    ``metrics``: the bot's slug and its own metrics port (every child of the container needs
+    another port; Prometheus scrapes each with the bot's label)."""
     env = {
         name: value
         for name, value in host_env.items()
@@ -66,7 +71,25 @@ def child_environment(
             continue
         env[target] = value
     env["HEALTH_FILE"] = str(health_file)
+    if metrics is not None:
+        env["BOT_SLUG"], port = metrics
+        env.update(METRICS_PORT=str(port), METRICS_HOST="0.0.0.0")  # nosec B104: the container
     return env, warnings
+
+
+def metrics_ports(host_env: Mapping[str, str], slugs: Sequence[str]) -> dict[str, int]:
+    """``HOST_METRICS_PORT`` + position of each bot in ``slugs`` (the host's arguments, in the
+    order of the ecosystem's ``bots`` answer, which the scrape configuration follows); {} when
+    ``HOST_METRICS_PORT`` is unset or 0."""
+    raw = host_env.get("HOST_METRICS_PORT", "").strip()
+    if not raw or raw == "0":
+        return {}
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535 - len(slugs) + 1:
+        raise ValueError(
+            f"HOST_METRICS_PORT must be a port number, 1-{65535 - len(slugs) + 1} for"
+            f" {len(slugs)} bots (got {raw!r})"
+        )
+    return {slug: int(raw) + index for index, slug in enumerate(slugs)}
 
 
 def set_process_title(title: str) -> None:

@@ -92,13 +92,16 @@ class Supervisor:
         health: Path,
         host_env: Mapping[str, str],
         stop_seconds: float = DEFAULT_STOP_SECONDS,
+        ports: Mapping[str, int] | None = None,
     ) -> None:
         self.health = health
         self.stop_seconds = stop_seconds
         self.children: list[Child] = []
         self.refused: dict[str, str] = {}
         for bot in bots:
-            env, warnings = child_environment(host_env, liveness_file(health, bot.slug))
+            port = (ports or {}).get(bot.slug)
+            metrics = (bot.slug, port) if port else None
+            env, warnings = child_environment(host_env, liveness_file(health, bot.slug), metrics)
             for warning in warnings:
                 logger.warning("%s", warning)
             self.children.append(Child(bot, env))

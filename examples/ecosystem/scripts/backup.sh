@@ -5,11 +5,21 @@
 #   backup.sh --loop    forever: dump, prune, sleep BACKUP_INTERVAL_SECONDS (the `backup` service)
 #   backup.sh --check   exit 0 if the newest dump is recent enough (the service's health check)
 #
-# Connection: the standard libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
+# Connection: the standard libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD
+# (or PGPASSWORD_FILE), PGDATABASE.
 # BACKUP_DIR (default /backups), BACKUP_RETENTION_DAYS (default 14),
 # BACKUP_INTERVAL_SECONDS (default 86400), BACKUP_RETRY_SECONDS (default 300).
 # Files: $BACKUP_DIR/<database>-<UTC time>.dump, restored by restore.sh. POSIX sh (busybox too).
+# Each dump is recorded in the database's shared.backups (when that table exists): analytics
+# retention (ANALYTICS_RETENTION_MONTHS) drops old events only once a dump taken after them is.
 set -eu
+
+# PGPASSWORD_FILE (a Docker secret in the Swarm stack): PGPASSWORD from that file.
+if [ -n "${PGPASSWORD_FILE:-}" ]; then
+    [ -r "$PGPASSWORD_FILE" ] || { echo "PGPASSWORD_FILE: cannot read $PGPASSWORD_FILE" >&2; exit 2; }
+    PGPASSWORD=$(cat "$PGPASSWORD_FILE")
+    export PGPASSWORD
+fi
 
 BACKUP_DIR=${BACKUP_DIR:-/backups}
 RETENTION_DAYS=${BACKUP_RETENTION_DAYS:-14}
@@ -49,6 +59,7 @@ backup_once() {
         return 1
     fi
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     target="$BACKUP_DIR/$DB-$stamp.dump"
     partial="$target.partial"
     # Written under another name and renamed when complete: a dump is either whole or absent.
@@ -58,8 +69,31 @@ backup_once() {
         return 1
     fi
     mv "$partial" "$target"
-    log "wrote $target ($(wc -c <"$target" | tr -d ' ') bytes)"
+    bytes=$(wc -c <"$target" | tr -d ' ')
+    log "wrote $target ($bytes bytes)"
+    record "$started" "$target" "$bytes"
     prune
+}
+
+record() {
+    # psql variables, not text pasted into SQL: a path may hold any character. A dump that
+    # cannot be recorded stays a good dump; only retention waits for a recorded one.
+    if out=$(printf '%s\n' \
+        "SELECT to_regclass('shared.backups') IS NOT NULL AS ready \\gset" \
+        "\\if :ready" \
+        "INSERT INTO shared.backups (started_at, file, bytes) VALUES (:'started', :'file', :bytes);" \
+        "\\else" \
+        "\\echo no-table" \
+        "\\endif" |
+        psql -X -q -t -A --no-password -v ON_ERROR_STOP=1 -v started="$1" -v file="$2" \
+            -v bytes="$3" -d "$DB" 2>&1); then
+        case $out in
+            *no-table*) log "not recorded: $DB has no shared.backups yet (a bot creates it at start)" ;;
+            *) log "recorded in shared.backups" ;;
+        esac
+    else
+        log "WARNING: not recorded in shared.backups: $out" >&2
+    fi
 }
 
 prune() {

@@ -8,10 +8,17 @@
 # The dump goes into a scratch database first; only when that succeeded is the live database
 # renamed aside (<database>_before_restore_<time>, dropped by hand once you are satisfied) and
 # the scratch one renamed into its place. A broken or truncated dump therefore changes nothing.
-# Also works when the database no longer exists. Connection: PGHOST, PGPORT, PGUSER, PGPASSWORD,
-# PGDATABASE (the database to restore); RESTORE_MAINTENANCE_DB (default postgres) is where the
+# Also works when the database no longer exists. Connection: PGHOST, PGPORT, PGUSER, PGPASSWORD
+# (or PGPASSWORD_FILE), PGDATABASE (the database to restore); RESTORE_MAINTENANCE_DB (default postgres) is where the
 # renames run from. POSIX sh (busybox too).
 set -eu
+
+# PGPASSWORD_FILE (a Docker secret in the Swarm stack): PGPASSWORD from that file.
+if [ -n "${PGPASSWORD_FILE:-}" ]; then
+    [ -r "$PGPASSWORD_FILE" ] || { echo "PGPASSWORD_FILE: cannot read $PGPASSWORD_FILE" >&2; exit 2; }
+    PGPASSWORD=$(cat "$PGPASSWORD_FILE")
+    export PGPASSWORD
+fi
 
 log() { printf '%s restore: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 die() {

@@ -1,4 +1,4 @@
-"""Settings shared by every bot of the ecosystem (environment variables, seed section 8).
+"""Settings shared by every bot of the ecosystem (environment variables).
 
 A bot subclasses :class:`SharedSettings` in its own ``settings.py`` to change defaults and add
 variables. :func:`load_settings` turns a validation error into one readable line per variable.
@@ -7,12 +7,13 @@ variables. :func:`load_settings` turns a validation error into one readable line
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytz
 from annotated_types import BaseMetadata
@@ -24,10 +25,16 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ecosystem_shared.health import DEFAULT_HEALTH_FILE
 from ecosystem_shared.log import secrets_of
+from ecosystem_shared.secret_files import SecretFileError, SecretFilesSource
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -46,10 +53,15 @@ class SharedSettings(BaseSettings):
 
     BOT_TOKEN: SecretStr
     BOT_NAME: str = Field(default="Bot", min_length=1, max_length=64)
+    # The `bot` label of the metrics; empty: the last part of WEBHOOK_PATH (/webhook/<slug>).
+    BOT_SLUG: str = ""
     LANGUAGE: Literal["ru", "en"] = "ru"
     LOG_LEVEL: LogLevel = "INFO"
 
     DATABASE_URL: SecretStr | None = None
+    # The password of DATABASE_URL's user when the URL has none: a Docker secret
+    # (DATABASE_PASSWORD_FILE=/run/secrets/...) stays out of the URL and the environment.
+    DATABASE_PASSWORD: SecretStr | None = None
     DB_POOL_MIN_SIZE: int = Field(default=1, ge=0, le=50)
     DB_POOL_MAX_SIZE: int = Field(default=5, ge=1, le=100)
     DB_RECONNECT_SECONDS: float = Field(default=5.0, gt=0, le=3600)
@@ -59,6 +71,12 @@ class SharedSettings(BaseSettings):
     ANALYTICS_BUFFER_SIZE: int = Field(default=10_000, ge=10, le=10_000_000)
     ANALYTICS_BATCH_SIZE: int = Field(default=500, ge=1, le=100_000)
     ANALYTICS_FLUSH_SECONDS: float = Field(default=1.0, gt=0, le=3600)
+    # Event types that are this bot's main activity (the digest chart's third series), comma-
+    # separated; empty: every event but starts and errors. A bot's Settings names its own.
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = ()
+    # Raw events older than this many whole months are dropped (after a backup of them exists;
+    # daily rollups stay). Empty: keep everything.
+    ANALYTICS_RETENTION_MONTHS: int | None = Field(default=None, ge=1, le=1200)
 
     RATE_LIMIT_SECONDS: float = Field(default=3.0, ge=0, le=3600)
     # Updates handled at once when polling (aiogram starts a task per update, unbounded by
@@ -76,6 +94,12 @@ class SharedSettings(BaseSettings):
     DIGEST_CHART_TIMEOUT: float = Field(default=60.0, gt=0, le=600)
 
     HEALTH_FILE: Path | None = DEFAULT_HEALTH_FILE
+
+    # Prometheus metrics on http://METRICS_HOST:METRICS_PORT/metrics (0: off, nothing counted,
+    # nothing listens).
+    # Polling: a small server that also answers /healthz; webhook mode: the webhook's server.
+    METRICS_PORT: int = Field(default=0, ge=0, le=65535)
+    METRICS_HOST: str = Field(default="127.0.0.1", min_length=1)
 
     # How updates arrive: long polling (one process per token) or a webhook (any number of
     # processes behind a reverse proxy; see ecosystem_shared/webhook.py).
@@ -101,10 +125,33 @@ class SharedSettings(BaseSettings):
             raise ValueError("expected the token from @BotFather, like 123456789:AAE...")
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # NAME_FILE (secret_files.py) at the level of the place it is set: the environment
+        # before .env, as for NAME itself.
+        dotenv_variables = getattr(dotenv_settings, "env_vars", {})
+        return (
+            init_settings,
+            SecretFilesSource(settings_cls, os.environ, "in the environment"),
+            env_settings,
+            SecretFilesSource(settings_cls, dotenv_variables, "in .env"),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
     @field_validator(
         "DATABASE_URL",
+        "DATABASE_PASSWORD",
         "TELEGRAM_API_BASE_URL",
         "ANALYTICS_CHANNEL_ID",
+        "ANALYTICS_RETENTION_MONTHS",
         "WEBHOOK_BASE_URL",
         "WEBHOOK_SECRET",
         "REDIS_URL",
@@ -117,6 +164,21 @@ class SharedSettings(BaseSettings):
             return None
         return value
 
+    @field_validator("ANALYTICS_MAIN_EVENTS", mode="before")
+    @classmethod
+    def _event_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            bad = [item for item in value if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", str(item))]
+            if bad:
+                raise ValueError(
+                    "expected comma-separated event types of letters, digits and _.:-"
+                    f" (not {bad[0]!r})"
+                )
+            return tuple(str(item) for item in value)
+        return value
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -124,6 +186,19 @@ class SharedSettings(BaseSettings):
             ("postgresql://", "postgres://")
         ):
             raise ValueError("expected postgresql://user:password@host:5432/database")
+        return value
+
+    @field_validator("DATABASE_PASSWORD")
+    @classmethod
+    def _database_password(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        url = info.data.get("DATABASE_URL")
+        if value is None or url is None:
+            return value
+        parts = urlsplit(url.get_secret_value())
+        if parts.password is not None:
+            raise ValueError("DATABASE_URL has a password already; give it in one place only")
+        if not parts.username:
+            raise ValueError("DATABASE_URL needs a user for it: postgresql://user@host/database")
         return value
 
     @field_validator("TELEGRAM_API_BASE_URL")
@@ -181,6 +256,13 @@ class SharedSettings(BaseSettings):
             )
         return value
 
+    @field_validator("BOT_SLUG")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+            raise ValueError("expected the bot's slug: a-z, 0-9, - and _ (e.g. picture-bot)")
+        return value
+
     @field_validator("REDIS_URL")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -233,7 +315,22 @@ class SharedSettings(BaseSettings):
 
     @property
     def database_dsn(self) -> str | None:
-        return self.DATABASE_URL.get_secret_value() if self.DATABASE_URL else None
+        """DATABASE_URL, with DATABASE_PASSWORD (percent-encoded) when that is set."""
+        if self.DATABASE_URL is None:
+            return None
+        url = self.DATABASE_URL.get_secret_value()
+        if self.DATABASE_PASSWORD is None:
+            return url
+        parts = urlsplit(url)
+        password = quote(self.DATABASE_PASSWORD.get_secret_value(), safe="")
+        user, _, host = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+    @property
+    def bot_label(self) -> str:
+        """The bot's slug: BOT_SLUG, else what WEBHOOK_PATH ends with (a bot's default path is
+        /webhook/<slug>)."""
+        return self.BOT_SLUG or self.WEBHOOK_PATH.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def redis_url(self) -> str | None:
@@ -247,7 +344,9 @@ class SharedSettings(BaseSettings):
         """Literal strings the log redacts: token, database and Redis passwords, webhook secret."""
         found = secrets_of(self.BOT_TOKEN.get_secret_value(), self.database_dsn)
         redis_password = urlsplit(self.redis_url).password if self.redis_url else None
-        return found + [value for value in (redis_password, self.webhook_secret) if value]
+        db_password = self.DATABASE_PASSWORD.get_secret_value() if self.DATABASE_PASSWORD else ""
+        extra = (redis_password, self.webhook_secret, db_password)
+        return found + [value for value in extra if value and value not in found]
 
     @property
     def analytics_enabled(self) -> bool:
@@ -280,6 +379,9 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or exit with one line per bad variable (exit status 2)."""
     try:
         return cls(**overrides)
+    except SecretFileError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValidationError as error:
         for line in describe_errors(error):
             print(f"Configuration error: {line}", file=sys.stderr)

@@ -53,6 +53,34 @@ class DigestNotifier(Protocol):
     async def daily_digest(self, stats: DailyStats) -> bool: ...
 
 
+_LAST_SENT = (
+    "SELECT extract(epoch FROM max(sent_at))::float8 FROM shared.digest_runs WHERE job = $1"
+)
+
+
+async def last_digest_sent(db: Database, job: str = "daily_digest") -> float | None:
+    """Unix time the digest ``job`` was last sent by any bot; None if never or unreadable."""
+    try:
+        async with db.acquire() as conn:
+            value = await conn.fetchval(_LAST_SENT, job)
+    except (*RETRYABLE, asyncpg.PostgresError) as error:
+        logger.debug("Last digest time not read: %s", error)
+        return None
+    return float(value) if value is not None else None
+
+
+async def claim_job(conn: asyncpg.Connection, job: str, day: date, bot_name: str | None) -> bool:
+    """True when this process won ``(job, day)``: the first to claim it, or taking over a claim
+    left unsent for :data:`STALE_CLAIM`. Also elects the bot that applies analytics retention."""
+    bot = optional_text(bot_name, NAME_LIMIT)
+    return bool(await conn.fetchval(_CLAIM, job, day, bot, STALE_CLAIM))
+
+
+async def finish_job(conn: asyncpg.Connection, job: str, day: date, *, done: bool) -> None:
+    """Mark ``(job, day)`` done, or release the claim so that a later run retries."""
+    await conn.execute(_SENT if done else _RELEASE, job, day)
+
+
 async def send_digest_once(
     db: Database,
     analytics: Analytics,
@@ -61,12 +89,15 @@ async def send_digest_once(
     day: date,
     job: str = "daily_digest",
     bot_name: str | None = None,
+    timezone: str | None = None,
 ) -> bool:
-    """Send the digest of ``day`` unless some process already did; True if this call sent it."""
+    """Send the digest of ``day`` unless some process already did; True if this call sent it.
+
+    With ``timezone`` the digest covers the local day before ``day`` (the run date), read from
+    the daily rollups; without it, the 24 hours before now."""
     try:
         async with db.acquire() as conn:
-            bot = optional_text(bot_name, NAME_LIMIT)
-            claimed = await conn.fetchval(_CLAIM, job, day, bot, STALE_CLAIM)
+            claimed = await claim_job(conn, job, day, bot_name)
     except (*RETRYABLE, asyncpg.PostgresError) as error:
         logger.warning("Digest %s for %s not claimed: %s", job, day, error)
         return False
@@ -74,14 +105,17 @@ async def send_digest_once(
         logger.info("Digest %s for %s already claimed by another process", job, day)
         return False
     try:
-        stats = await analytics.get_daily_stats(None)
+        if timezone is None:
+            stats = await analytics.get_daily_stats(None)
+        else:
+            stats = await analytics.get_day_stats(day - timedelta(days=1), timezone)
         sent = await notifier.daily_digest(stats)
     except Exception:
         logger.exception("Digest %s for %s failed", job, day)
         sent = False
     try:
         async with db.acquire() as conn:
-            await conn.execute(_SENT if sent else _RELEASE, job, day)
+            await finish_job(conn, job, day, done=sent)
     except (*RETRYABLE, asyncpg.PostgresError) as error:
         # Sent but not marked: the claim still blocks duplicates. Not sent and not released:
         # the claim goes stale and a later run takes it over.
@@ -125,3 +159,9 @@ def schedule_digest(
             replace_existing=True,
             misfire_grace_time=grace,
         )
+
+
+if __name__ == "__main__":
+    from ecosystem_shared.digest_preview import main
+
+    raise SystemExit(main())

@@ -15,7 +15,9 @@ Any number of instances may run behind a reverse proxy, all serving ``WEBHOOK_PA
   set by the first instance that has it;
 - shutdown never deletes the webhook (it is shared by every instance) unless
   ``WEBHOOK_DELETE_ON_SHUTDOWN=true``;
-- ``GET /healthz`` answers 200 with a small JSON status for the proxy and Docker.
+- ``GET /healthz`` answers 200 with a small JSON status for the proxy and Docker;
+- ``GET /metrics`` serves the bot's Prometheus metrics when ``METRICS_PORT`` is set, on the
+  metrics port too when it differs from the webhook's (``ecosystem_shared.metrics_server``).
 """
 
 from __future__ import annotations
@@ -31,14 +33,21 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from ecosystem_shared.metrics_server import (
+    HEALTH_PATH,
+    add_health_route,
+    add_metrics_route,
+    listen_for_metrics,
+)
+
 if TYPE_CHECKING:
     from ecosystem_shared.config import SharedSettings
+    from ecosystem_shared.metrics import BotMetrics
 
 __all__ = ["HEALTH_PATH", "ensure_webhook", "serve_webhook", "webhook_url"]
 
 logger = logging.getLogger(__name__)
 
-HEALTH_PATH = "/healthz"
 # In-flight updates get this long to finish after SIGTERM (compose gives 30 s before SIGKILL).
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
@@ -104,16 +113,15 @@ def build_app(
     dp: Dispatcher,
     settings: SharedSettings,
     status: Callable[[], dict[str, Any]],
+    metrics: BotMetrics | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[acknowledge_failures])
     SimpleRequestHandler(
         dp, bot, handle_in_background=False, secret_token=settings.webhook_secret
     ).register(app, path=settings.WEBHOOK_PATH)
-
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "bot": settings.BOT_NAME, **status()})
-
-    app.router.add_get(HEALTH_PATH, health)
+    add_health_route(app, settings.BOT_NAME, status)
+    if metrics is not None:
+        add_metrics_route(app, metrics)
     setup_application(app, dp, bot=bot)
     return app
 
@@ -123,9 +131,10 @@ async def serve_webhook(
     dp: Dispatcher,
     settings: SharedSettings,
     status: Callable[[], dict[str, Any]] = dict,
+    metrics: BotMetrics | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; the webhook is set once the server listens."""
-    app = build_app(bot, dp, settings, status)
+    app = build_app(bot, dp, settings, status, metrics)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
     )
@@ -137,6 +146,11 @@ async def serve_webhook(
     try:
         site = web.TCPSite(runner, settings.WEBHOOK_LISTEN_HOST, settings.WEBHOOK_LISTEN_PORT)
         await site.start()
+        if metrics is not None and (settings.METRICS_HOST, settings.METRICS_PORT) != (
+            settings.WEBHOOK_LISTEN_HOST,
+            settings.WEBHOOK_LISTEN_PORT,
+        ):
+            await listen_for_metrics(runner, settings)
         logger.info(
             "Webhook server listening on %s:%d%s",
             settings.WEBHOOK_LISTEN_HOST,

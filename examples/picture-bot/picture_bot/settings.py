@@ -2,9 +2,10 @@
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from ecosystem_shared.config import SharedSettings
 
@@ -21,10 +22,15 @@ class Settings(SharedSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
     WEBHOOK_PATH: str = "/webhook/picture-bot"
+    # This bot's main activity: the digest chart's third series (ANALYTICS_MAIN_EVENTS).
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = (
+        "photo_sent",
+        "video_sent",
+    )
     TELEGRAM_API_BASE_URL: str | None = "http://telegram-bot-api:8081"
     TELEGRAM_API_LOCAL: bool = True
 
-    # Media: the Wildberries CDN (names of the seed's section 8.4) and what may be sent
+    # Media: the Wildberries CDN and what may be sent
     WB_API_TIMEOUT: float = Field(default=30.0, gt=0, le=600)
     WB_RATE_LIMIT_DELAY: float = Field(default=0.01, ge=0, le=60)
     WB_ROUTE_MAP_URL: str | None = ROUTE_MAP_URL

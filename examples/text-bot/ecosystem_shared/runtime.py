@@ -27,15 +27,19 @@ import pytz
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
-from ecosystem_shared.digest import schedule_digest, send_digest_once
+from ecosystem_shared.digest import last_digest_sent, schedule_digest, send_digest_once
 from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.fsm_memory import CompactMemoryStorage
 from ecosystem_shared.health import touch_liveness
 from ecosystem_shared.log import setup_logging
+from ecosystem_shared.metrics import BotMetrics
+from ecosystem_shared.metrics_server import MetricsPortError, start_metrics_server
 from ecosystem_shared.middlewares import ErrorReporter, RateLimitMiddleware, skip_unknown_updates
 from ecosystem_shared.middlewares.rate_limit import RedisRateLimiter
 from ecosystem_shared.migrations import shared_migrations
@@ -68,6 +72,8 @@ class Services:
     analytics: Analytics
     notifier: Notifier
     charts: ChartService
+    metrics: BotMetrics
+    maintenance: AnalyticsMaintenance
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -77,11 +83,19 @@ class Services:
             "analytics": self.analytics,
             "notifier": self.notifier,
             "charts": self.charts,
+            "metrics": self.metrics,
             "bot_name": self.settings.BOT_NAME,
         }
 
 
-def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path] = ()) -> Services:
+def build_services(
+    settings: SharedSettings,
+    bot: Bot,
+    migrations: Sequence[Path] = (),
+    metrics: BotMetrics | None = None,
+) -> Services:
+    """The bot's services. Metrics are collected when ``METRICS_PORT`` is set or ``metrics`` is
+    given (tests); otherwise ``metrics`` is an idle registry and the bot pays nothing for it."""
     db = Database(
         settings.database_dsn,
         min_size=settings.DB_POOL_MIN_SIZE,
@@ -106,12 +120,27 @@ def build_services(settings: SharedSettings, bot: Bot, migrations: Sequence[Path
         enabled=settings.DIGEST_CHART,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    if metrics is None:
+        metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
+        collect = bool(settings.METRICS_PORT)
+    else:
+        collect = True
+    if collect:
+        metrics.instrument_session(bot.session)
+        metrics.watch(analytics, db)
+    maintenance = AnalyticsMaintenance(
+        db,
+        bot_name=analytics.bot_name,
+        timezone=settings.DIGEST_TIMEZONE,
+        main_events=settings.ANALYTICS_MAIN_EVENTS,
+        retention_months=settings.ANALYTICS_RETENTION_MONTHS,
+    )
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
-    return Services(settings, bot, db, analytics, notifier, charts, shared)
+    return Services(settings, bot, db, analytics, notifier, charts, metrics, maintenance, shared)
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
@@ -134,10 +163,14 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
         shared=RedisRateLimiter(shared.redis, settings.RATE_LIMIT_SECONDS) if shared else None,
         health=shared.health if shared else None,
     )
+    if services.metrics.collecting:
+        limiter.on_throttled = services.metrics.throttled.inc
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
     dp.include_routers(*routers)
+    if services.metrics.collecting:
+        services.metrics.instrument(dp)
     return dp
 
 
@@ -166,7 +199,9 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             services.notifier,
             day=now(tz).date(),
             bot_name=settings.BOT_NAME,
+            timezone=settings.DIGEST_TIMEZONE,
         )
+        await _refresh_last_digest(services)  # sent by this bot or another one
 
     if settings.ANALYTICS_CHANNEL_ID is not None and services.db.enabled:
         schedule_digest(
@@ -176,7 +211,25 @@ def build_scheduler(services: Services, clock: Clock | None = None) -> AsyncIOSc
             callback=digest_job,
             now=now(tz),
         )
+    if services.db.enabled:
+        # Partitions ahead, yesterday's rollup, retention: shortly after each local midnight.
+        scheduler.add_job(
+            services.maintenance.run,
+            CronTrigger(hour=0, minute=5, timezone=tz),
+            id=MAINTENANCE_JOB_ID,
+            replace_existing=True,
+            misfire_grace_time=6 * 3600,
+            coalesce=True,
+            max_instances=1,
+        )
     return scheduler
+
+
+async def _refresh_last_digest(services: Services) -> None:
+    if services.db.available and services.metrics.collecting:
+        sent_at = await last_digest_sent(services.db)
+        if sent_at is not None:
+            services.metrics.digest_sent(sent_at)
 
 
 async def run_services(
@@ -186,12 +239,22 @@ async def run_services(
 ) -> None:
     scheduler = build_scheduler(services)
     settings = services.settings
+    webhook = settings.RUN_MODE == "webhook"
+    metrics = services.metrics if settings.METRICS_PORT else None
+    stop_metrics = None
+    if metrics is not None and not webhook:  # a port problem stops the bot before anything
+        try:
+            stop_metrics = await start_metrics_server(metrics, settings, partial(_status, services))
+        except MetricsPortError:
+            await services.bot.session.close()
+            raise
+    services.maintenance.start()  # runs once connected: registered before the connection
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
         await services.shared.check()
+    await _refresh_last_digest(services)
     scheduler.start()
-    webhook = settings.RUN_MODE == "webhook"
     polling = None if webhook else PollingWatch()
     if polling is not None:
         services.bot.session.middleware(polling)
@@ -207,7 +270,7 @@ async def run_services(
         if webhook:
             from ecosystem_shared.webhook import serve_webhook
 
-            await serve_webhook(services.bot, dp, settings, partial(_status, services))
+            await serve_webhook(services.bot, dp, settings, partial(_status, services), metrics)
         else:
             await dp.start_polling(
                 services.bot,
@@ -219,7 +282,10 @@ async def run_services(
             )
     finally:
         liveness.cancel()
+        if stop_metrics is not None:
+            await stop_metrics()
         scheduler.shutdown(wait=False)
+        await services.maintenance.close()
         await services.analytics.close()
         await services.db.close()
         if services.shared is not None:
@@ -256,6 +322,9 @@ def run_bot(
 
     try:
         asyncio.run(main())
+    except MetricsPortError as error:
+        logger.critical("Configuration error: %s", error)
+        return 2
     except Exception:
         # Logged rather than left to the interpreter, whose traceback would skip the redaction.
         logger.critical("Stopped by an unexpected error", exc_info=True)

@@ -1,14 +1,27 @@
-"""Daily statistics over ``shared.analytics_events`` and ``shared.users`` (digest, /stats)."""
+"""Daily statistics over ``shared.analytics_events`` and ``shared.users`` (digest, /stats).
+
+Whole local days (the digest, the chart) are read from the daily rollups
+(:mod:`ecosystem_shared.rollups`) where they exist. Recomputing them, after a bulk import say::
+
+    python -m ecosystem_shared.stats rebuild --since 2026-01-01 [--timezone Europe/Moscow]
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 
 import asyncpg
 import pytz
+
+from ecosystem_shared.cli_support import add_common_options, checked_common, iso_day
+from ecosystem_shared.rollups import last_finished_day, rebuild
 
 # Shown as their own numbers (starts, errors), not again among "other events".
 START_EVENT = "user_start"
@@ -17,7 +30,7 @@ ERROR_EVENT = "error"
 
 @dataclass(slots=True)
 class BotStats:
-    new_users: int = 0  # users whose first /start in this bot falls in the period
+    new_users: int = 0  # users whose first event in this bot falls in the period
     starts: int = 0  # user_start events
     errors: int = 0  # error events
     events: dict[str, int] = field(default_factory=dict)  # every other event type -> count
@@ -36,29 +49,82 @@ class DailyStats:
 
 
 _NEW_TO_ECOSYSTEM = """
-SELECT count(*) FROM shared.users WHERE first_seen >= $1 AND first_seen <= $2
+SELECT count(*) FROM shared.users WHERE first_seen >= $1 AND first_seen < $2
 """
 
 _EVENTS_BY_TYPE = """
 SELECT bot_name, event_type, count(*) AS n
 FROM shared.analytics_events
-WHERE created_at >= $1 AND created_at <= $2 AND ($3::text IS NULL OR bot_name = $3)
+WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR bot_name = $3)
 GROUP BY bot_name, event_type
 """
 
-# A user is new to a bot when no user_start of theirs in that bot precedes the period.
+# New to a bot: the bot's first event of theirs falls in the period. Each bot's first sight of
+# each user is kept in shared.analytics_bot_users (by the analytics writer with every batch, by
+# the rollups for imported history), so this is a range count, not an anti-join over every
+# event. It can merge with the audience table's first_seen later.
 _NEW_PER_BOT = """
-SELECT e.bot_name, count(DISTINCT e.telegram_id) AS n
-FROM shared.analytics_events e
-WHERE e.event_type = 'user_start' AND e.telegram_id IS NOT NULL
-  AND e.created_at >= $1 AND e.created_at <= $2 AND ($3::text IS NULL OR e.bot_name = $3)
-  AND NOT EXISTS (
-    SELECT 1 FROM shared.analytics_events p
-    WHERE p.telegram_id = e.telegram_id AND p.bot_name = e.bot_name
-      AND p.event_type = 'user_start' AND p.created_at < $1
-  )
-GROUP BY e.bot_name
+SELECT bot_name, count(*) AS n FROM shared.analytics_bot_users
+WHERE first_seen >= $1 AND first_seen < $2 AND ($3::text IS NULL OR bot_name = $3)
+GROUP BY bot_name
 """
+
+_ROLLED_UP = "SELECT count(*) FROM shared.analytics_rollup_days WHERE zone = $1 AND day = ANY($2)"
+_DAY_EVENTS = """
+SELECT bot_name, event_type, events AS n FROM shared.analytics_daily_events
+WHERE zone = $1 AND day = $2 AND ($3::text IS NULL OR bot_name = $3)
+"""
+_DAY_NEW_PER_BOT = """
+SELECT bot_name, new_to_bot AS n FROM shared.analytics_daily_bots
+WHERE zone = $1 AND day = $2 AND ($3::text IS NULL OR bot_name = $3) AND new_to_bot > 0
+"""
+
+
+def local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
+    """Start and end (exclusive, UTC) of ``day`` in ``timezone``: 23 or 25 hours on DST days."""
+    zone = pytz.timezone(timezone)
+    start, end = (
+        zone.localize(datetime.combine(d, dt_time())).astimezone(UTC)
+        for d in (day, day + timedelta(days=1))
+    )
+    return start, end
+
+
+def _add_counts(stats: DailyStats, rows: list[asyncpg.Record]) -> None:
+    for row in rows:
+        bot = stats.bots.setdefault(row["bot_name"], BotStats())
+        if row["event_type"] == START_EVENT:
+            bot.starts = row["n"]
+        elif row["event_type"] == ERROR_EVENT:
+            bot.errors = row["n"]
+        else:
+            bot.events[row["event_type"]] = row["n"]
+
+
+def _add_new_per_bot(stats: DailyStats, rows: list[asyncpg.Record]) -> None:
+    for row in rows:
+        stats.bots.setdefault(row["bot_name"], BotStats()).new_users = row["n"]
+
+
+async def query_day_stats(
+    conn: asyncpg.Connection,
+    day: date,
+    timezone: str,
+    bot_name: str | None = None,
+    *,
+    timeout: float | None = None,
+) -> DailyStats:
+    """The figures of one local day: from its rollup when there is one, else from the events."""
+    start, end = local_day_bounds(day, timezone)
+    if not await conn.fetchval(_ROLLED_UP, timezone, [day], timeout=timeout):
+        return await query_daily_stats(conn, start, end, bot_name, timeout=timeout)
+    stats = DailyStats(start, end)
+    stats.new_users = int(await conn.fetchval(_NEW_TO_ECOSYSTEM, start, end, timeout=timeout))
+    _add_counts(stats, await conn.fetch(_DAY_EVENTS, timezone, day, bot_name, timeout=timeout))
+    _add_new_per_bot(
+        stats, await conn.fetch(_DAY_NEW_PER_BOT, timezone, day, bot_name, timeout=timeout)
+    )
+    return stats
 
 
 async def query_daily_stats(
@@ -71,25 +137,15 @@ async def query_daily_stats(
 ) -> DailyStats:
     stats = DailyStats(start, end)
     stats.new_users = int(await conn.fetchval(_NEW_TO_ECOSYSTEM, start, end, timeout=timeout))
-    for row in await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout):
-        bot = stats.bots.setdefault(row["bot_name"], BotStats())
-        if row["event_type"] == START_EVENT:
-            bot.starts = row["n"]
-        elif row["event_type"] == ERROR_EVENT:
-            bot.errors = row["n"]
-        else:
-            bot.events[row["event_type"]] = row["n"]
-    for row in await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout):
-        stats.bots.setdefault(row["bot_name"], BotStats()).new_users = row["n"]
+    _add_counts(stats, await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout))
+    rows = await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout)
+    _add_new_per_bot(stats, rows)
     return stats
 
 
 # -- the digest chart: 14 days per bot, days in the digest's time zone ----------------------
 
 CHART_DAYS = 14
-# Each bot's main activity: photos and videos sent (media bots; a photo_sent event carries the
-# number of photos in "count"), commands (text bots), orders (CRM bots).
-MAIN_EVENTS = ("photo_sent", "video_sent", "command_used", "subscription_purchased")
 SERIES = ("new_users", "active_users", "main_events")
 
 
@@ -154,18 +210,31 @@ def chart_days(end: datetime, timezone: str, count: int = CHART_DAYS) -> list[da
     return [last - timedelta(days=count - 1 - offset) for offset in range(count)]
 
 
-# Day buckets in the digest's zone: created_at AT TIME ZONE $2 is the local wall time.
+# A bot's main activity (the third series): the event types it registered in
+# shared.analytics_bots (its ANALYTICS_MAIN_EVENTS), or, when it named none, every event but
+# starts and errors (shared.is_main_event). Each event adds shared.event_quantity(event_data).
+_CHART_ROLLUPS = """
+SELECT d.bot_name, d.day, d.active_users, d.new_to_ecosystem AS new_users,
+       coalesce((SELECT sum(e.quantity) FROM shared.analytics_daily_events e
+                 WHERE e.zone = d.zone AND e.day = d.day AND e.bot_name = d.bot_name
+                   AND shared.is_main_event(e.event_type, b.main_events)), 0) AS main_events
+FROM shared.analytics_daily_bots d
+LEFT JOIN shared.analytics_bots b ON b.bot_name = d.bot_name
+WHERE d.zone = $1 AND d.day = ANY($2::date[])
+"""
+
+# Days without a rollup (today's /stats chart has none yet): from the events, in the same
+# buckets: created_at AT TIME ZONE $2 is the local wall time.
 _CHART_EVENTS = """
-SELECT bot_name, (created_at AT TIME ZONE $2)::date AS day,
-       count(DISTINCT telegram_id) AS active_users,
-       coalesce(sum(CASE
-           WHEN event_type = 'photo_sent' AND jsonb_typeof(event_data -> 'count') = 'number'
-               THEN greatest((event_data ->> 'count')::numeric, 0)::bigint
-           WHEN event_type = ANY($4::text[]) THEN 1
-       END), 0) AS main_events
-FROM shared.analytics_events
-WHERE created_at >= $1 AND created_at < $3
-GROUP BY bot_name, day
+SELECT e.bot_name, (e.created_at AT TIME ZONE $2)::date AS day,
+       count(DISTINCT e.telegram_id) AS active_users,
+       coalesce(sum(shared.event_quantity(e.event_data))
+                FILTER (WHERE shared.is_main_event(e.event_type, b.main_events)), 0)
+           AS main_events
+FROM shared.analytics_events e
+LEFT JOIN shared.analytics_bots b ON b.bot_name = e.bot_name
+WHERE e.created_at >= $1 AND e.created_at < $3
+GROUP BY e.bot_name, day
 """
 
 # New to the ecosystem, attributed to the bot of the user's first event.
@@ -174,7 +243,7 @@ SELECT first.bot_name, (u.first_seen AT TIME ZONE $2)::date AS day, count(*) AS 
 FROM shared.users u
 CROSS JOIN LATERAL (
     SELECT e.bot_name FROM shared.analytics_events e
-    WHERE e.telegram_id = u.telegram_id ORDER BY e.created_at, e.id LIMIT 1
+    WHERE e.telegram_id = u.telegram_id ORDER BY e.created_at, e.bot_name LIMIT 1
 ) first
 WHERE u.first_seen >= $1 AND u.first_seen < $3
 GROUP BY first.bot_name, day
@@ -190,28 +259,72 @@ async def query_chart_data(
     days: int = CHART_DAYS,
     timeout: float | None = None,
 ) -> ChartData:
-    """Per bot and local day of ``timezone``: the :class:`BotSeries` of the last ``days`` days."""
+    """Per bot and local day of ``timezone``: the :class:`BotSeries` of the last ``days`` days,
+    from the rollups where they exist, else from the events."""
     data = ChartData(timezone, end, chart_days(end, timezone, days), language)
-    zone = pytz.timezone(timezone)
-    start, stop = (
-        zone.localize(datetime.combine(day, dt_time())).astimezone(UTC)
-        for day in (data.days[0], data.days[-1] + timedelta(days=1))
-    )
     index = {day: position for position, day in enumerate(data.days)}
 
-    def series(name: str) -> BotSeries:
+    def put(row: asyncpg.Record, keys: tuple[str, ...]) -> None:
+        position = index.get(row["day"])
+        if position is None:
+            return
         empty = [0] * len(data.days)
-        return data.bots.setdefault(name, BotSeries(list(empty), list(empty), list(empty)))
+        bot = data.bots.setdefault(
+            row["bot_name"], BotSeries(list(empty), list(empty), list(empty))
+        )
+        for key in keys:
+            getattr(bot, key)[position] = int(row[key])
 
-    rows = await conn.fetch(
-        _CHART_EVENTS, start, timezone, stop, list(MAIN_EVENTS), timeout=timeout
-    )
+    rows = await conn.fetch(_CHART_ROLLUPS, timezone, data.days, timeout=timeout)
     for row in rows:
-        if row["day"] in index:
-            bot = series(row["bot_name"])
-            bot.active_users[index[row["day"]]] = int(row["active_users"])
-            bot.main_events[index[row["day"]]] = int(row["main_events"])
+        put(row, SERIES)
+    rolled = await conn.fetch(
+        "SELECT day FROM shared.analytics_rollup_days WHERE zone = $1 AND day = ANY($2::date[])",
+        timezone,
+        data.days,
+        timeout=timeout,
+    )
+    missing = sorted(set(data.days) - {row["day"] for row in rolled})
+    if not missing:
+        return data
+    start = local_day_bounds(missing[0], timezone)[0]
+    stop = local_day_bounds(missing[-1], timezone)[1]
+    index = {day: index[day] for day in missing}
+    for row in await conn.fetch(_CHART_EVENTS, start, timezone, stop, timeout=timeout):
+        put(row, ("active_users", "main_events"))
     for row in await conn.fetch(_CHART_NEW_USERS, start, timezone, stop, timeout=timeout):
-        if row["day"] in index:
-            series(row["bot_name"]).new_users[index[row["day"]]] = int(row["new_users"])
+        put(row, ("new_users",))
     return data
+
+
+async def _rebuild(dsn: str, timezone: str, since: date) -> list[date]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await rebuild(conn, timezone, since)
+    finally:
+        await conn.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ecosystem_shared.stats")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rebuild_parser = commands.add_parser(
+        "rebuild", help="recompute the daily rollups of every finished day from --since on"
+    )
+    rebuild_parser.add_argument("--since", type=iso_day, required=True, metavar="YYYY-MM-DD")
+    add_common_options(rebuild_parser)
+    args = parser.parse_args(argv)
+    dsn, timezone = checked_common(rebuild_parser, args)
+    if args.since > last_finished_day(timezone):
+        rebuild_parser.error(f"--since {args.since}: no finished day from then on in {timezone}")
+    try:
+        days = asyncio.run(_rebuild(dsn, timezone, args.since))
+    except (OSError, asyncpg.PostgresError) as error:
+        print(f"rebuild failed: {error}", file=sys.stderr)
+        return 1
+    print(f"rebuilt {len(days)} days ({days[0]} to {days[-1]}) in {timezone}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

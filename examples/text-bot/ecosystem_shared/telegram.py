@@ -44,6 +44,8 @@ class RetryMiddleware(BaseRequestMiddleware):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_retry_after = max_retry_after
+        # Told the seconds waited on a 429's retry_after, by method (the bot's metrics).
+        self.on_retry_after: Callable[[str, float], None] | None = None
 
     async def __call__(
         self,
@@ -62,6 +64,8 @@ class RetryMiddleware(BaseRequestMiddleware):
                 if attempt >= self.max_attempts or error.retry_after > self.max_retry_after:
                     raise
                 delay = float(error.retry_after)
+                if self.on_retry_after is not None:
+                    self.on_retry_after(method.__api_method__, delay)
             except (TelegramServerError, TelegramNetworkError):
                 if attempt >= self.max_attempts:
                     raise

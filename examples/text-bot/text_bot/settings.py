@@ -2,7 +2,9 @@
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic_settings import NoDecode
 
 from ecosystem_shared.config import SharedSettings
 
@@ -17,3 +19,5 @@ class Settings(SharedSettings):
     DIGEST_TIME: time = time(0, 0)
     DIGEST_TIMEZONE: str = "Europe/Moscow"
     WEBHOOK_PATH: str = "/webhook/text-bot"
+    # This bot's main activity: the digest chart's third series (ANALYTICS_MAIN_EVENTS).
+    ANALYTICS_MAIN_EVENTS: Annotated[tuple[str, ...], NoDecode] = ("command_used",)

@@ -1,4 +1,4 @@
-"""Client of the external HTTP API (seed section 6.4): one aiohttp session, retries on failure."""
+"""Client of the external HTTP API: one aiohttp session, retries on failure."""
 
 from typing import Any
 

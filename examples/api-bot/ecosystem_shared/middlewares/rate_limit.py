@@ -151,6 +151,7 @@ class RateLimitMiddleware(BaseMiddleware):
         self.warning_text = warning_text
         self.shared = shared
         self.health = health
+        self.on_throttled: Callable[[], None] | None = None  # the bot's metrics count them
 
     async def __call__(
         self,
@@ -164,6 +165,8 @@ class RateLimitMiddleware(BaseMiddleware):
         verdict, retry_in = await self._check(data, key)
         if verdict is Verdict.ALLOW:
             return await handler(event, data)
+        if self.on_throttled is not None:
+            self.on_throttled()
         if verdict is Verdict.WARN:
             await self._warn(event, math.ceil(retry_in))
         return None

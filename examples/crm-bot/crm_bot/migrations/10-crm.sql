@@ -1,4 +1,4 @@
--- CRM schema of this bot (seed section 6.3). Idempotent: applied at every start by the bot,
+-- CRM schema of this bot. Idempotent: applied at every start by the bot,
 -- and usable as a docker-entrypoint-initdb.d script after the shared schema.
 CREATE SCHEMA IF NOT EXISTS crm;
 

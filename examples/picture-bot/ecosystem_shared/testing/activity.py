@@ -99,6 +99,12 @@ async def insert_activity(
                 data = json.dumps({"count": count}) if kind == "photo_sent" else None
                 events.append((None, name, kind, data, moment + timedelta(minutes=1)))
                 main -= count
+    # Each bot names its main events, as its ANALYTICS_MAIN_EVENTS would at start.
+    await conn.executemany(
+        "INSERT INTO shared.analytics_bots (bot_name, main_events) VALUES ($1, $2)"
+        " ON CONFLICT (bot_name) DO UPDATE SET main_events = EXCLUDED.main_events",
+        [(name, [main_event(name)]) for name in series],
+    )
     await conn.executemany(
         "INSERT INTO shared.users (telegram_id, first_name, first_seen, last_seen)"
         " VALUES ($1, $2, $3, $3)",

@@ -1,4 +1,4 @@
-"""Media mode (the seed's Picture Bot): an article number in, the product's photos and video out.
+"""Media mode: an article number in, the product's photos and video out.
 
 Sends are recorded (``photo_sent`` / ``video_sent``) only after Telegram accepted them, so the
 statistics count what users actually received.

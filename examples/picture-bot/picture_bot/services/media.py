@@ -1,4 +1,4 @@
-"""Media of the Picture Bot: a Wildberries article's photos and video, fetched from the CDN.
+"""Media of a media bot: a Wildberries article's photos and video, fetched from the CDN.
 
 A source is anything with ``fetch(nm_id) -> MediaBundle`` and ``close()``. The bundled
 :class:`WbMediaSource` follows what the Wildberries web shop itself does, as public projects

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ecosystem_shared.testing.fake_bot_api import Call, FakeBotAPI
+from ecosystem_shared.testing.media_files import stream_codecs
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_for_rows, wait_until
 
@@ -485,7 +486,8 @@ async def test_video_best_quality_first_with_fallback(
     cdn.playlists[LATE, "1080p"] = "#EXTM3U\nhttp://elsewhere.example/1.ts\n"  # malformed
     bundle = await started.fetch(LATE)
     assert bundle.video is not None and is_mp4(bundle.video.path)
-    assert await asyncio.to_thread(codecs, bundle.video.path) == ["aac", "h264"]  # stream copy
+    codecs = await asyncio.to_thread(stream_codecs, bundle.video.path)
+    assert codecs == ["aac", "h264"]  # stream copy
     # 1440p first (absent), then 1080p (malformed), then 720p; on the video host of nm % 144.
     playlists = [path for path in cdn.requested("/hls/") if path.endswith("index.m3u8")]
     assert playlists == [
@@ -514,15 +516,6 @@ async def test_video_above_the_size_limit_is_refused(
 
 
 # ---------------------------------------------------------------- ffmpeg
-
-
-def codecs(path: Path) -> list[str]:
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
-         str(path)],
-        capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
-    return sorted(probe.stdout.split())
 
 
 def is_mp4(path: Path) -> bool:
@@ -657,7 +650,7 @@ async def test_video_is_delivered_as_mp4(
     video = await fake_api.wait_for_call("sendVideo", chat_id=602, timeout=60)
     sent = tmp_path / "sent.mp4"
     sent.write_bytes(uploaded(video, "video"))
-    assert is_mp4(sent) and await asyncio.to_thread(codecs, sent) == ["aac", "h264"]
+    assert is_mp4(sent) and await asyncio.to_thread(stream_codecs, sent) == ["aac", "h264"]
     photo = fake_api.calls("sendPhoto", chat_id=602)
     assert uploaded(photo[0], "photo") == photo_bytes("basket-48.wbbasket.ru", LATE, 1)
     assert await wait_for_event(database_url, 602, "video_sent") == {"nm_id": LATE}

@@ -18,6 +18,7 @@ TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(SharedSettings.model_fields):
         monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(f"{name}_FILE", raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env file
 
 
@@ -57,6 +58,21 @@ def test_parses_times_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 # (variable, bad value, start of its one error line): every SharedSettings variable that a value
 # can make invalid, the first case of each also goes to the real entrypoint at once.
 BAD_VALUES = [
+    (
+        "ANALYTICS_MAIN_EVENTS",
+        "photo sent",
+        "ANALYTICS_MAIN_EVENTS: expected comma-separated event types",
+    ),
+    (
+        "ANALYTICS_RETENTION_MONTHS",
+        "0",
+        "ANALYTICS_RETENTION_MONTHS: Input should be greater than or equal to 1",
+    ),
+    (
+        "ANALYTICS_RETENTION_MONTHS",
+        "a year",
+        "ANALYTICS_RETENTION_MONTHS: Input should be a valid integer",
+    ),
     ("BOT_TOKEN", "not-a-token", "BOT_TOKEN: expected the token from @BotFather"),
     ("BOT_TOKEN", "123456:abc def", "BOT_TOKEN: expected the token from @BotFather"),
     ("BOT_NAME", "", "BOT_NAME: String should have at least 1 character"),
@@ -96,11 +112,17 @@ BAD_VALUES = [
     ("WEBHOOK_MAX_CONNECTIONS", "101", "WEBHOOK_MAX_CONNECTIONS: Input should be less than"),
     ("WEBHOOK_DELETE_ON_SHUTDOWN", "maybe", "WEBHOOK_DELETE_ON_SHUTDOWN: Input should be a valid"),
     ("REDIS_URL", "localhost:6379", "REDIS_URL: expected redis://"),
+    ("BOT_SLUG", "Picture Bot", "BOT_SLUG: expected the bot's slug"),
+    ("METRICS_PORT", "65536", "METRICS_PORT: Input should be less than or equal to 65535"),
+    ("METRICS_PORT", "-1", "METRICS_PORT: Input should be greater than or equal to 0"),
+    ("METRICS_PORT", "http", "METRICS_PORT: Input should be a valid integer"),
+    ("METRICS_HOST", "", "METRICS_HOST: String should have at least 1 character"),
 ]
 # Their bad values must not be echoed either.
 SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL", "WEBHOOK_SECRET", "REDIS_URL"}
-# Any text is a valid value of these.
-ALWAYS_VALID = {"HEALTH_FILE", "WEBHOOK_LISTEN_HOST"}
+# Any text is a valid value of these (DATABASE_PASSWORD alone; beside a DATABASE_URL with a
+# password of its own it is refused: test_secret_files.py).
+ALWAYS_VALID = {"HEALTH_FILE", "WEBHOOK_LISTEN_HOST", "DATABASE_PASSWORD"}
 
 
 def test_every_variable_has_a_bad_value_case() -> None:

@@ -27,7 +27,9 @@ __all__ = ["BotProcess"]
 STRIPPED_PREFIXES = ("BOT_", "TELEGRAM_")
 # What ecosystem_shared.webhook logs once the server listens and Telegram knows the URL.
 WEBHOOK_READY = r"Webhook (?:set to|already set to) "
-STRIPPED_NAMES = frozenset(SharedSettings.model_fields) | {"DATABASE_URL"}
+STRIPPED_NAMES = frozenset(
+    {*SharedSettings.model_fields, *(f"{name}_FILE" for name in SharedSettings.model_fields)}
+)
 
 
 def clean_environment(rootdir: Path, overrides: Mapping[str, str]) -> dict[str, str]:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +172,74 @@ async def test_liveness_file_follows_polling(
     finally:
         keeper.cancel()
         await bot.session.close()
+
+
+class HealthHandler(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        code = self.status if self.path == "/healthz" else 404
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[int, type[HealthHandler]]]:
+    """A stand-in for the bot's webhook server answering /healthz on a free loopback port."""
+
+    class Handler(HealthHandler):
+        status = 200
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], Handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_mode_is_healthy_only_while_its_server_answers(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    webhook_server: tuple[int, type[HealthHandler]],
+) -> None:
+    """A rolling update waits for this: the file alone is touched before the server listens."""
+    port, handler = webhook_server
+    alive = tmp_path / "alive"
+    touch_liveness(alive)
+    wildcard = "0.0.0.0"  # nosec B104: what compose sets; the check asks 127.0.0.1
+    env = {"HEALTH_FILE": str(alive), "RUN_MODE": "webhook", "WEBHOOK_LISTEN_HOST": wildcard,
+           "WEBHOOK_LISTEN_PORT": str(port)}  # fmt: skip
+    assert main([], env) == 0
+    assert f"http://127.0.0.1:{port}/healthz answers" in capsys.readouterr().out
+    handler.status = 503
+    assert main([], env) == 1
+    assert f"unhealthy: the webhook server answered 503 on http://127.0.0.1:{port}/healthz" in (
+        capsys.readouterr().out
+    )
+    assert main([], {**env, "WEBHOOK_LISTEN_PORT": str(free_port())}) == 1
+    assert "unhealthy: the webhook server does not answer http://127.0.0.1:" in (
+        capsys.readouterr().out
+    )
+    assert main([], {**env, "WEBHOOK_LISTEN_PORT": "http"}) == 1
+    assert "WEBHOOK_LISTEN_PORT must be a port number (got 'http')" in capsys.readouterr().out
+    # Polling: no server to ask; a stale file is unhealthy whatever the server says.
+    assert main([], {**env, "RUN_MODE": "polling", "WEBHOOK_LISTEN_PORT": "1"}) == 0
+    handler.status = 200
+    old = time.time() - 500
+    os.utime(alive, (old, old))
+    assert main([], env) == 1
+    assert "the bot stopped polling" in capsys.readouterr().out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
