@@ -16,11 +16,13 @@ the fleet test to about two minutes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,14 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.version import InvalidVersion, Version
 
 from devkit.render import copy_template
 from tests.deployment import check_jsonschema
 from tests.helpers import (
     COMBOS,
     PYTHON,
+    REPO_ROOT,
     RenderCache,
     assert_ok,
     child_env,
@@ -176,7 +180,7 @@ def test_update_bots_updates_the_fleet(fleet: Fleet) -> None:
     status, rows, out = update_bots(fleet, "--dry-run", "--version", NEW)
     assert status == 1, out  # gamma needs attention
     assert rows["alpha-bot"] == Row(
-        OLD, NEW, "would update", f"would run copier update on branch {BRANCH}"
+        OLD, NEW, "would update", f"would run copier update --vcs-ref {NEW} on branch {BRANCH}"
     )
     assert rows["beta-bot"].result == "would update"
     assert rows["gamma-bot"].result == "refused"
@@ -280,6 +284,95 @@ def test_update_bots_updates_the_fleet(fleet: Fleet) -> None:
     assert head(alpha) == heads["alpha-bot"]
     assert_clean_on_main(alpha)
     assert update_branches(alpha) == []
+
+
+# ----------------------------------------------------------- release tags as people write them
+# Tags as people write them, and names copier ignores (no PEP 440 version).
+TAGS = (
+    *("v1.2.3", "1.2.3", "V1.0-RC1", "1.0.0alpha2", "1!2.0.post3.dev4+Ubuntu-1", "1.0-1"),
+    *("v01.002", "1.0.dev", "1.0c1", "1.0preview2", "2.0.0-beta.3", "release-1", "latest"),
+)
+
+
+def update_bots_module() -> Any:
+    """ecosystem/tools/update_bots.py, imported from the template source (not a package)."""
+    path = REPO_ROOT / "ecosystem" / "tools" / "update_bots.py"
+    spec = importlib.util.spec_from_file_location("update_bots_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_update_bots_reads_tags_as_copier_does(tag: str) -> None:
+    """update-bots (standard library only) normalises a tag as packaging, copier's parser, does."""
+    try:
+        expected: str | None = str(Version(tag))
+    except InvalidVersion:
+        expected = None
+    assert update_bots_module().normalised(tag) == expected
+
+
+@pytest.fixture
+def v_tagged(tmp_path: Path) -> Fleet:
+    """A template released as v90.0.0 and v90.0.1 (the most common tag style), an ecosystem and
+    one bot at v90.0.0 with a bare origin."""
+    template = snapshot_template(tmp_path / "template")
+    release(template, "v90.0.0")
+    change_shared_components(template)
+    release(template, "v90.0.1")
+    ecosystem = tmp_path / "eco"
+    copy_template(
+        ecosystem,
+        {"project_type": "ecosystem", "bots": "alpha-bot"},
+        src=template,
+        vcs_ref="v90.0.1",
+    )
+    made = Fleet(template, ecosystem)
+    bot = copy_bot(
+        template, made.bot("alpha-bot"), vcs_ref="v90.0.0", data={"bot_name": "Alpha Bot"}
+    )
+    made.remote("alpha-bot").parent.mkdir(exist_ok=True)
+    git(bot, "clone", "--quiet", "--bare", str(bot), str(made.remote("alpha-bot")))
+    git(bot, "remote", "add", "origin", str(made.remote("alpha-bot")))
+    return made
+
+
+def test_update_bots_with_v_prefixed_tags(v_tagged: Fleet) -> None:
+    """copier check-update says 90.0.1; update-bots updates to the tag v90.0.1 (copier answers
+    "Unknown revision" for 90.0.1), and the branch and commit still say the version."""
+    bot = v_tagged.bot("alpha-bot")
+    status, rows, out = update_bots(v_tagged, "--dry-run")
+    assert status == 0, out
+    assert rows["alpha-bot"] == Row(
+        "90.0.0",
+        "90.0.1",
+        "would update",
+        "would run copier update --vcs-ref v90.0.1 on branch template-update/90.0.1",
+    )
+    # --version takes the version or its tag.
+    for given in ("90.0.1", "v90.0.1"):
+        status, rows, out = update_bots(v_tagged, "--dry-run", "--version", given)
+        assert (status, rows["alpha-bot"].new, rows["alpha-bot"].result) == (
+            0,
+            "90.0.1",
+            "would update",
+        ), out
+        assert "--vcs-ref v90.0.1 " in rows["alpha-bot"].detail
+    status, rows, out = update_bots(v_tagged, "--push")
+    assert status == 0, out
+    assert rows["alpha-bot"] == Row(
+        "90.0.0", "90.0.1", "updated", "checks green, main fast-forwarded"
+    )
+    assert committed_version(bot) == "v90.0.1"
+    assert "Update template to 90.0.1" in git(bot, "log", "-1", "--format=%s")
+    assert SHARED_FIX in read(bot, "ecosystem_shared/notifications.py")
+    assert remote_head(v_tagged, "alpha-bot", "main") == head(bot)
+    assert_clean_on_main(bot)
+    status, rows, out = update_bots(v_tagged)
+    assert (status, rows["alpha-bot"].result) == (0, "already current"), out
 
 
 # --------------------------------------------------------------- the rendered update-bots code
@@ -406,7 +499,7 @@ def test_update_workflow_shape(bot: Path) -> None:
     for needed in (
         "copier check-update --output-format json",
         'gh pr list --head "$branch" --state open',
-        'copier update --trust --defaults --conflict inline --vcs-ref "$VERSION"',
+        'copier update --trust --defaults --conflict inline --vcs-ref "$TAG"',
         "pre-commit run no-rej-files --all-files",
         "pre-commit run no-conflict-markers --all-files",
         'git push --force origin "$branch"',
@@ -415,6 +508,53 @@ def test_update_workflow_shape(bot: Path) -> None:
         assert needed in script, needed
     # Conflicts stop the job before anything is committed or pushed.
     assert script.index("no-conflict-markers") < script.index(" commit ") < script.index("git push")
+
+
+def tag_resolver(bot: Path) -> str:
+    """The Python program of the update workflow's "Newer template release?" step."""
+    script = dict(run_scripts(bot / WORKFLOWS[0]))["Newer template release?"]
+    return script.split("<<'PY'\n", 1)[1].split("\nPY", 1)[0]
+
+
+@pytest.mark.xdist_group(CASE.id)
+@pytest.mark.parametrize(
+    ("tags", "version", "expected"),
+    [
+        (("v1.2.2", "v1.2.3"), "1.2.3", "v1.2.3"),  # the most common style
+        (("1.2.2", "1.2.3"), "1.2.3", "1.2.3"),  # plain tags
+        (("1.2.3", "v1.2.3"), "1.2.3", "1.2.3"),  # both: the tag spelled as the version wins
+        (("v1.0-RC1",), "1.0rc1", "v1.0-RC1"),  # any spelling of the same PEP 440 version
+        ((), "", ""),  # nothing newer: no version, no tag
+    ],
+)
+def test_update_workflow_passes_the_tag_that_carries_the_version(
+    bot: Path, tmp_path: Path, tags: tuple[str, ...], version: str, expected: str
+) -> None:
+    """copier check-update reports 1.2.3 for a tag v1.2.3; the workflow updates to the tag."""
+    template = tmp_path / "template"
+    template.mkdir()
+    git(template, "init", "--quiet")
+    git(template, "commit", "--quiet", "--allow-empty", "-m", "release")
+    for name in tags:
+        git(template, "tag", name)
+    project = tmp_path / "bot"
+    project.mkdir()
+    (project / ".copier-answers.yml").write_text(f"_src_path: {template}\n", encoding="utf-8")
+    report = tmp_path / "check.json"
+    report.write_text(
+        json.dumps({"update_available": bool(version), "latest_version": version or "1.2.2"}),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [PYTHON, "-", str(report)],
+        input=tag_resolver(bot),
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"version={version}", f"tag={expected}"]
 
 
 @pytest.mark.xdist_group(CASE.id)
