@@ -10,10 +10,12 @@ The swarm is created for these tests (and left again) when the engine is not in 
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import secrets
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +52,14 @@ def swarm() -> Iterator[str]:
     problem = docker_engine_available()
     if problem:
         pytest.fail(f"{problem}. Deselect engine tests with -m 'not engine'.", pytrace=False)
+    # One swarm user at a time on this engine: should xdist hand this module's tests to two
+    # workers (seen in CI), the second would find the swarm the first one leaves at teardown.
+    with open(Path(tempfile.gettempdir()) / "template-tests-swarm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _swarm_node()
+
+
+def _swarm_node() -> Iterator[str]:
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
     created = state.split()[0] == "inactive"
     bridges = docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$").strip()

@@ -4,7 +4,8 @@
 For each bot directory (the `bots` answer of this ecosystem, or the names given):
 
 - a dirty git tree, a detached HEAD or a leftover update branch is refused, untouched;
-- the target is the newest template release (`copier check-update`) or `--version`;
+- the target is the newest template release (`copier check-update`) or `--version`; the
+  template's tag that carries that version (`v1.2.3`, `1.2.3`, ...) goes to `copier update`;
 - the update runs on a new branch `template-update/<version>` (`copier update --trust
   --defaults --conflict inline`), is committed there, and the bot's checks run on it;
 - green: the bot's branch (main) is fast-forwarded to it and the update branch deleted;
@@ -38,6 +39,19 @@ DEFAULT_CHECKS = (
 CONFLICT_MARKER = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.MULTILINE)
 # `git status --porcelain` codes of unmerged paths (git-status(1), "Short Format").
 UNMERGED = {"DD", "AU", "UD", "UA", "DU", "AA", "UU"}
+# A PEP 440 version as copier reads a tag (packaging's VERSION_PATTERN, PEP 440 appendix B);
+# copier reports the normalised form (`v1.2.3` -> 1.2.3), which is not a git ref.
+PEP440 = re.compile(
+    r"""^\s*v?(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)
+    (?P<pre>[-_.]?(?P<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?P<pre_n>[0-9]+)?)?
+    (?P<post>(?:-(?P<post_n1>[0-9]+))|(?:[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?))?
+    (?P<dev>[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+PRE_SPELLINGS = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
+# `_src_path` shortcuts copier expands (copier's vcs.get_repo).
+SHORTCUTS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 
 UPDATED = "updated"
 CURRENT = "already current"
@@ -109,6 +123,63 @@ def answer(path: Path, key: str) -> str | None:
     return value
 
 
+def normalised(tag: str) -> str | None:
+    """The PEP 440 normal form of a tag (`v1.2.3` -> `1.2.3`, `1.0-RC1` -> `1.0rc1`), as copier
+    compares and reports it; None when the tag is no version (copier ignores those)."""
+    match = PEP440.match(tag)
+    if match is None:
+        return None
+    part = match.group
+    text = (f"{int(part('epoch'))}!" if part("epoch") else "") + ".".join(
+        str(int(number)) for number in part("release").split(".")
+    )
+    if part("pre"):
+        label = part("pre_l").lower()
+        text += PRE_SPELLINGS.get(label, label) + str(int(part("pre_n") or 0))
+    if part("post"):
+        text += ".post" + str(int(part("post_n1") or part("post_n2") or 0))
+    if part("dev"):
+        text += ".dev" + str(int(part("dev_n") or 0))
+    if part("local"):
+        text += "+" + ".".join(
+            str(int(piece)) if piece.isdigit() else piece.lower()
+            for piece in re.split(r"[-_.]", part("local"))
+        )
+    return text
+
+
+def template_url(bot: Path) -> str | None:
+    """Where the bot's template lives, as git understands it (`_src_path`, shortcuts expanded)."""
+    source = answer(bot / ANSWERS, "_src_path")
+    if not source:
+        return None
+    for shortcut, prefix in SHORTCUTS.items():
+        if source.startswith(shortcut):
+            return prefix + source.removeprefix(shortcut)
+    local = Path(source).expanduser()
+    if not local.is_absolute() and (bot / local).exists():
+        return str((bot / local).resolve())
+    return source
+
+
+def release_tag(bot: Path, version: str) -> str:
+    """The template's tag that carries `version`: the tag spelled exactly so, else any tag with
+    the same PEP 440 version (`v1.2.3` for 1.2.3). `version` itself when none is found (copier
+    then names the missing revision)."""
+    url = template_url(bot)
+    if url is None:
+        return version
+    listed = run(["git", "ls-remote", "--tags", "--refs", "--", url], bot)
+    if listed.returncode != 0:
+        raise Stop(FAILED, f"git ls-remote {url} failed:\n{last_lines(listed.stdout)}")
+    tags = [line.split("\trefs/tags/", 1)[-1] for line in listed.stdout.splitlines() if line]
+    if version in tags:
+        return version
+    wanted = normalised(version)
+    matching = sorted(tag for tag in tags if wanted is not None and normalised(tag) == wanted)
+    return matching[0] if matching else version
+
+
 def listed_bots(ecosystem: Path) -> list[str]:
     """The bot directories of the ecosystem: its `bots` answer (comma-separated slugs)."""
     value = answer(ecosystem / ANSWERS, "bots")
@@ -164,11 +235,12 @@ class BotUpdate:
                 f"branch {branch} is left from an earlier run: merge it or delete it "
                 f"(git -C {self.path} branch -D {branch})",
             )
+        tag = release_tag(self.path, self.options.version or new)
         if self.options.dry_run:
-            raise Stop(WOULD_UPDATE, f"would run copier update on branch {branch}")
+            raise Stop(WOULD_UPDATE, f"would run copier update --vcs-ref {tag} on branch {branch}")
         git(self.path, "switch", "--quiet", "-c", branch)
         try:
-            self._apply(new, branch)
+            self._apply(new, tag, branch)
         except Stop as stop:
             if stop.result != FAILED:  # a conflict or red checks: the branch stays for review
                 git(self.path, "switch", "--quiet", base)
@@ -208,7 +280,8 @@ class BotUpdate:
         if not current:
             raise Stop(REFUSED, f"no _commit in {ANSWERS}: copy the bot from a tagged release")
         if self.options.version:
-            return current, self.options.version
+            wanted = self.options.version
+            return normalised(current) or current, normalised(wanted) or wanted
         cmd = [*self.options.copier, "check-update", "--output-format", "json", "."]
         result = subprocess.run(
             cmd,
@@ -225,13 +298,13 @@ class BotUpdate:
         if result.returncode != 0 or not isinstance(report, dict):
             output = result.stderr + result.stdout
             raise Stop(FAILED, f"copier check-update failed:\n{last_lines(output)}")
-        latest = str(report.get("latest_version") or current)
-        return str(report.get("current_version") or current), (
-            latest if report.get("update_available") else current
-        )
+        # copier reports PEP 440 normal forms; `_commit` is the tag (v1.2.3): compare normal forms.
+        now = str(report.get("current_version") or normalised(current) or current)
+        latest = str(report.get("latest_version") or now)
+        return now, (latest if report.get("update_available") else now)
 
-    def _apply(self, version: str, branch: str) -> None:
-        """Update, commit and check on `branch`; Stop when it must stay for review."""
+    def _apply(self, version: str, tag: str, branch: str) -> None:
+        """Update to `tag`, commit and check on `branch`; Stop when it must stay for review."""
         cmd = [
             *self.options.copier,
             "update",
@@ -240,7 +313,7 @@ class BotUpdate:
             "--conflict",
             "inline",
             "--vcs-ref",
-            version,
+            tag,
         ]
         result = run(cmd, self.path)
         if result.returncode != 0:
@@ -332,7 +405,11 @@ def parse(argv: Sequence[str] | None) -> tuple[list[str], Options]:
     parser.add_argument(
         "bots", nargs="*", help=f"bot directories (default: the `bots` answer in {ANSWERS})"
     )
-    parser.add_argument("--version", help="template release to update to (default: the newest)")
+    parser.add_argument(
+        "--version",
+        help="template release to update to, as a version or its tag: 1.2.3 or v1.2.3 "
+        "(default: the newest)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="only report what would change")
     parser.add_argument(
         "--checks",
