@@ -7,9 +7,10 @@ packages). What differs from what an operator starts is in ``compose.monitoring.
 - Prometheus publishes on a free loopback port instead of 127.0.0.1:9090 (another ecosystem
   may hold that port on this machine);
 - its configuration and Alertmanager's are the shipped files with shorter timings only
-  (``monitoring-e2e/``: 1 s scrapes and evaluations, DNS refreshed every 2 s, BotDown after
-  2 s instead of 2 minutes, alerts grouped for 1 s): the same ``dns_sd_configs`` names, rules,
-  receiver and entrypoint;
+  (``monitoring-e2e/``: 1 s scrapes and evaluations, DNS refreshed every 2 s, BotDown and
+  BotMissing after 2 s instead of 2 minutes, alerts grouped for 1 s): the same
+  ``dns_sd_configs`` names, rules, receiver and entrypoint; bots.yml expects one more bot,
+  ``ghost-bot``, which has no service;
 - both servers get 127.0.0.1 as their upstream DNS server: Docker's embedded DNS answers the
   service names, and anything it would forward goes to the containers' own loopback, never to
   a resolver outside the compose network.
@@ -52,6 +53,7 @@ CHANNEL = -1001234567890
 OVERRIDE = "compose.monitoring.e2e.yaml"
 FAST = "monitoring-e2e"
 USERS = iter(range(9_000_001, 9_100_000))
+GHOST = "ghost-bot"
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +120,14 @@ def write_fast_monitoring(root: Path) -> None:
     rules = yaml.safe_load((shipped / "prometheus" / "alerts.yml").read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            if rule["alert"] == "BotDown":
+            if rule["alert"] in {"BotDown", "BotMissing"}:
                 rule["for"] = "2s"
     (fast / "prometheus" / "alerts.yml").write_text(yaml.safe_dump(rules))
+    expected = yaml.safe_load((shipped / "prometheus" / "bots.yml").read_text())
+    (group,) = expected["groups"]
+    assert [rule["labels"]["bot"] for rule in group["rules"]] == [b.slug for b in BOTS]
+    group["rules"].append({**group["rules"][0], "labels": {"bot": GHOST}})
+    (fast / "prometheus" / "bots.yml").write_text(yaml.safe_dump(expected))
     template = fast / "alertmanager" / "alertmanager.yml.template"
     text = template.read_text()
     for slow, quick in (("group_wait: 30s", "group_wait: 1s"),
@@ -230,3 +237,17 @@ def test_a_stuck_bot_is_reported_in_the_channel_and_resolved(eco: Ecosystem) -> 
     text = wait_for("BotDown resolved in the channel", resolved, 120)
     assert TEXT.slug in text, text
     assert query(eco, 'up{job="bots"}') == {b.slug: 1.0 for b in BOTS}
+
+
+def test_an_expected_bot_without_a_container_is_reported_missing(eco: Ecosystem) -> None:
+    """bots.yml names a bot no container answers for (as a stopped one, gone from Docker's
+    DNS): BotMissing reaches the channel for it, and for no bot that runs."""
+
+    def missing() -> list[str] | None:
+        posts = [text for text in channel_posts(eco) if re.search(r"Firing.*BotMissing", text)]
+        return posts or None
+
+    posts = wait_for("BotMissing posted to the channel", missing, 120)
+    assert all(f"{GHOST} is missing" in text for text in posts), posts
+    assert not any(b.slug in text for b in BOTS for text in posts), posts
+    assert query(eco, 'ALERTS{alertname="BotMissing", alertstate="firing"}') == {GHOST: 1.0}
