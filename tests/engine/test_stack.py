@@ -270,7 +270,12 @@ def test_rolling_update_under_traffic_loses_nothing_and_answers_once(stack: Stac
     users = traffic.users
     assert len(users) > 50, len(users)
     wait_answered(stack, HOOK, users)
-    wait_for("every event stored", lambda: stored(stack, users) == len(users), 120)
+    try:
+        wait_for("every event stored", lambda: stored(stack, users) == len(users), 120)
+    except AssertionError as timeout:  # lost or doubled: say which
+        twice = {u: n for u, n in stack.replies(HOOK, set(users)).items() if n != 1}
+        raise AssertionError(f"{stored(stack, users)} of {len(users)} events stored; "
+                             f"answered other than once: {twice}") from timeout  # fmt: skip
     time.sleep(3)
     counts = stack.replies(HOOK, set(users))
     assert {u: n for u, n in counts.items() if n != 1} == {}
