@@ -172,6 +172,10 @@ def test_ecosystem_resolves_as_one_configuration(ecosystems: Ecosystems) -> None
             )
             assert healthy, f"{name} waits for {target}, which has no health check"
 
+    # The .env made from .env.example: each value on its own line, none glued to the next
+    # comment by a template's whitespace control (compose reads `86400# ...` as the value).
+    backup = services["backup"]["environment"]
+    assert (backup["BACKUP_RETENTION_DAYS"], backup["BACKUP_INTERVAL_SECONDS"]) == ("9", "86400")
     env = ECOSYSTEM_ENV
     url = f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
     for slug, case in bots.items():

@@ -176,13 +176,19 @@ def test_promtool_accepts_the_configuration_and_every_alert_has_unit_tests(
         prometheus = monitoring(eco) / "prometheus"
         checked = run([promtool(), "check", "config", "prometheus.yml"], prometheus, timeout=60)
         assert_ok(checked, "promtool check config")
-        assert "SUCCESS: 7 rules found" in checked.stdout
+        assert "SUCCESS: 8 rules found" in checked.stdout  # alerts.yml
+        # bots.yml: one expected-bot series per bot of the ecosystem, for BotMissing.
+        (group,) = load_yaml(prometheus / "bots.yml")["groups"]
+        assert [rule["labels"]["bot"] for rule in group["rules"]] == list(BOTS)
+        assert {rule["record"] for rule in group["rules"]} == {"tgbot:expected_bot"}
+        assert f"SUCCESS: {len(BOTS)} rules found" in checked.stdout
         tested = run([promtool(), "test", "rules", "alerts.test.yml"], prometheus, timeout=60)
         assert_ok(tested, "promtool test rules")
     rules = load_yaml(monitoring(ecosystems["host"]) / "prometheus" / "alerts.yml")
     names = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
     assert names == {
         "BotDown",
+        "BotMissing",
         "BotNotPolling",
         "HandlerErrorRatioHigh",
         "BotApiRetryAfterWaits",

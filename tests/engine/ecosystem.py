@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,9 +69,17 @@ class Ecosystem:
         *,
         project: str,
         deployment: str = "separate",
+        answers: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Sequence[str] = (),
     ) -> None:
+        """``answers`` and ``env``: more ecosystem answers and ``.env`` values; ``overrides``:
+        more test compose files in the ecosystem directory, written by the caller."""
         self.root = root
         self.deployment = deployment
+        self.answers = dict(answers or {})
+        self.env = dict(env or {})
+        self.overrides = list(overrides)
         self.bots = list(bots)
         self.standins = standins
         self.project = project
@@ -85,7 +93,7 @@ class Ecosystem:
         copy_template(
             self.root,
             {"project_type": "ecosystem", "ecosystem_name": self.project, "bots": slugs,
-             "with_local_bot_api": True, "deployment": self.deployment},
+             "with_local_bot_api": True, "deployment": self.deployment, **self.answers},
         )  # fmt: skip
         for bot in self.bots:
             answers = {"bot_slug": bot.slug, "package_name": bot.package, **bot.answers}
@@ -98,6 +106,7 @@ class Ecosystem:
             "TELEGRAM_API_ID": "12345",
             "TELEGRAM_API_HASH": secrets.token_hex(16),
             **self.standins.env(),
+            **self.env,
         }
         (self.root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         # As the ecosystem README says: the backup service (uid 70) must be able to write here.
@@ -177,7 +186,8 @@ class Ecosystem:
     # ------------------------------------------------------------------ docker compose
     def compose(self, *args: str, timeout: float = 900) -> str:
         """Run docker compose in the ecosystem; its stdout, or a failure with what it said."""
-        cmd = ["docker", "compose", "-p", self.project, "-f", "compose.yaml", "-f", TEST_OVERRIDE]
+        files = ["compose.yaml", TEST_OVERRIDE, *self.overrides]
+        cmd = ["docker", "compose", "-p", self.project, *(f"--file={name}" for name in files)]
         result = subprocess.run(
             [*cmd, *args], cwd=self.root, capture_output=True, text=True, timeout=timeout,
             check=False, stdin=subprocess.DEVNULL,

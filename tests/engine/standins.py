@@ -37,6 +37,9 @@ FAKE_BOT_API = "ecosystem-standin/fake-bot-api:latest"
 # The Swarm stack's proxy and shared state (compose.yaml's are fixed official images).
 CADDY = "ecosystem-standin/caddy:2"
 REDIS = "ecosystem-standin/redis:7"
+# The monitoring option's servers (images/prometheus: one Dockerfile, a target each).
+PROMETHEUS = "ecosystem-standin/prometheus:2"
+ALERTMANAGER = "ecosystem-standin/alertmanager:0"
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,10 @@ def build_stack_standins() -> None:
     build_base()
     build(CADDY, IMAGES_DIR / "caddy")
     build(REDIS, IMAGES_DIR / "redis")
+
+
+def build_monitoring_standins() -> None:
+    """Prometheus and Alertmanager from Debian's packages (the ``with_monitoring`` services)."""
+    build_base()
+    for image, target in ((PROMETHEUS, "prometheus"), (ALERTMANAGER, "alertmanager")):
+        build(image, IMAGES_DIR / "prometheus", None, "--target", target)

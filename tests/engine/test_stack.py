@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
-import os
 import secrets
 import subprocess
 import tempfile
@@ -38,17 +37,9 @@ from tests.engine.standins import (
 )
 from tests.engine.test_ecosystem import MEDIA, TEXT, docker_engine_available
 
-# Opt-in (TEMPLATE_SWARM_TESTS=1): in the full CI run (pytest -n 2) these tests were handed to
-# both xdist workers and timed out beside the render suites, though they pass run alone
-# (issue 27 stays open until they pass inside .ci/run).
-pytestmark = [
-    pytest.mark.engine,
-    pytest.mark.xdist_group("engine"),
-    pytest.mark.skipif(
-        os.environ.get("TEMPLATE_SWARM_TESTS") != "1",
-        reason="opt-in: TEMPLATE_SWARM_TESTS=1 pytest tests/engine/test_stack.py",
-    ),
-]
+# One xdist worker runs every engine test (the module fixtures below hold one swarm and one
+# stack for all of them; tests/test_xdist_groups.py guards the grouping).
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
 # The bots of tests/engine/test_ecosystem.py (same answers: their image layers are reused).
 HOOK = BotSpec(TEXT.slug, TEXT.answers)
@@ -63,8 +54,8 @@ def swarm() -> Iterator[str]:
     problem = docker_engine_available()
     if problem:
         pytest.fail(f"{problem}. Deselect engine tests with -m 'not engine'.", pytrace=False)
-    # One swarm user at a time on this engine: should xdist hand this module's tests to two
-    # workers (seen in CI), the second would find the swarm the first one leaves at teardown.
+    # One swarm user at a time on this engine: a second pytest run on the same engine (another
+    # checkout) would otherwise find the swarm this one leaves at teardown.
     with open(Path(tempfile.gettempdir()) / "template-tests-swarm.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield from _swarm_node()
@@ -279,7 +270,12 @@ def test_rolling_update_under_traffic_loses_nothing_and_answers_once(stack: Stac
     users = traffic.users
     assert len(users) > 50, len(users)
     wait_answered(stack, HOOK, users)
-    wait_for("every event stored", lambda: stored(stack, users) == len(users), 120)
+    try:
+        wait_for("every event stored", lambda: stored(stack, users) == len(users), 120)
+    except AssertionError as timeout:  # lost or doubled: say which
+        twice = {u: n for u, n in stack.replies(HOOK, set(users)).items() if n != 1}
+        raise AssertionError(f"{stored(stack, users)} of {len(users)} events stored; "
+                             f"answered other than once: {twice}") from timeout  # fmt: skip
     time.sleep(3)
     counts = stack.replies(HOOK, set(users))
     assert {u: n for u, n in counts.items() if n != 1} == {}
