@@ -14,13 +14,13 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dt_time
+from datetime import date, datetime, timedelta
 
 import asyncpg
 import pytz
 
 from ecosystem_shared.cli_support import add_common_options, checked_common, iso_day
+from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import last_finished_day, rebuild
 
 # Shown as their own numbers (starts, errors), not again among "other events".
@@ -78,16 +78,6 @@ _DAY_NEW_PER_BOT = """
 SELECT bot_name, new_to_bot AS n FROM shared.analytics_daily_bots
 WHERE zone = $1 AND day = $2 AND ($3::text IS NULL OR bot_name = $3) AND new_to_bot > 0
 """
-
-
-def local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
-    """Start and end (exclusive, UTC) of ``day`` in ``timezone``: 23 or 25 hours on DST days."""
-    zone = pytz.timezone(timezone)
-    start, end = (
-        zone.localize(datetime.combine(d, dt_time())).astimezone(UTC)
-        for d in (day, day + timedelta(days=1))
-    )
-    return start, end
 
 
 def _add_counts(stats: DailyStats, rows: list[asyncpg.Record]) -> None:

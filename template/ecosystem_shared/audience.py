@@ -1,0 +1,185 @@
+"""Each bot's audience in ``shared.bot_audience`` (see ``sql/04-audience.sql``).
+
+One row per (bot, user): first and last sight, language, and ``blocked_at`` (NULL while the
+user can be messaged). The analytics writer keeps sights and languages current with each batch
+and applies the block marks buffered on the handler path (:class:`AudienceMark`); the functions
+here are the same statements for callers that write directly (a broadcast sender inside its own
+transaction, a script), and the counts the digest and ``/stats`` show.
+
+Marks carry the time they were observed, so that marks applied late (buffered through an
+outage, or by another process) do not undo newer facts: a block observed before the user was
+last seen in the bot is ignored, and "reachable" clears only a block observed before it.
+
+Every function takes an ``asyncpg.Pool`` or ``asyncpg.Connection`` (one statement each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ecosystem_shared.local_days import local_day_bounds, yesterday
+from ecosystem_shared.sanitize import LANGUAGE_CODE_LIMIT, NAME_LIMIT, clean_text, optional_text
+
+__all__ = [
+    "AudienceCounts",
+    "AudienceMark",
+    "apply_marks",
+    "audience_counts",
+    "audience_counts_between",
+    "mark_blocked",
+    "mark_reachable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceMark:
+    """``blocked=True``: the user blocked the bot (or the account is gone) at ``at``;
+    ``blocked=False``: the user can be messaged again (unblocked, restarted the bot)."""
+
+    bot_name: str
+    telegram_id: int
+    blocked: bool
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    language_code: str | None = None
+
+
+# Arrays in, one row per mark. A mark inserts the row of a user the bot never tracked (a
+# notification to an admin who never wrote to it, say) with first/last seen at the mark.
+# Sorted by key by the caller: concurrent writers lock rows in one order (no deadlock).
+_APPLY_MARKS = """
+INSERT INTO shared.bot_audience AS a
+    (bot_name, telegram_id, first_seen, last_seen, language_code, blocked_at)
+SELECT m.bot_name, m.telegram_id, m.at, m.at, m.language_code,
+       CASE WHEN m.blocked THEN m.at END
+FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::timestamptz[], $5::text[])
+    AS m(bot_name, telegram_id, blocked, at, language_code)
+ON CONFLICT (bot_name, telegram_id) DO UPDATE SET
+    blocked_at = CASE
+        -- a block keeps its first time; one observed before the user's latest sight is stale
+        WHEN EXCLUDED.blocked_at IS NOT NULL THEN
+            CASE WHEN a.last_seen <= EXCLUDED.blocked_at
+                 THEN coalesce(a.blocked_at, EXCLUDED.blocked_at) ELSE a.blocked_at END
+        -- reachable again: clears a block observed before it
+        WHEN a.blocked_at <= EXCLUDED.last_seen THEN NULL
+        ELSE a.blocked_at END,
+    -- the user acted when unblocking (a block is Telegram's answer, not a sight)
+    last_seen = CASE WHEN EXCLUDED.blocked_at IS NULL
+                     THEN greatest(a.last_seen, EXCLUDED.last_seen) ELSE a.last_seen END,
+    language_code = coalesce(EXCLUDED.language_code, a.language_code)
+RETURNING bot_name, telegram_id, blocked_at IS NOT NULL AS blocked
+"""
+
+
+def _latest_per_user(marks: Iterable[AudienceMark]) -> list[AudienceMark]:
+    """One mark per (bot, user), the latest observed (ties: the later given), sorted by key."""
+    latest: dict[tuple[str, int], AudienceMark] = {}
+    for mark in marks:
+        bot = clean_text(mark.bot_name, NAME_LIMIT) or "bot"
+        key = (bot, mark.telegram_id)
+        if key not in latest or mark.at >= latest[key].at:
+            language = optional_text(mark.language_code, LANGUAGE_CODE_LIMIT)
+            latest[key] = AudienceMark(bot, mark.telegram_id, mark.blocked, mark.at, language)
+    return [latest[key] for key in sorted(latest)]
+
+
+async def apply_marks(
+    executor: Any, marks: Iterable[AudienceMark], *, timeout: float | None = None
+) -> dict[tuple[str, int], bool]:
+    """Apply block/reachable marks in one statement; ``{(bot, user): blocked now}``."""
+    rows = _latest_per_user(marks)
+    if not rows:
+        return {}
+    records = await executor.fetch(
+        _APPLY_MARKS,
+        [m.bot_name for m in rows],
+        [m.telegram_id for m in rows],
+        [m.blocked for m in rows],
+        [m.at for m in rows],
+        [m.language_code for m in rows],
+        timeout=timeout,
+    )
+    return {(r["bot_name"], r["telegram_id"]): bool(r["blocked"]) for r in records}
+
+
+async def mark_blocked(
+    executor: Any,
+    bot_name: str,
+    telegram_id: int,
+    *,
+    at: datetime | None = None,
+    timeout: float | None = None,
+) -> bool:
+    """The user blocked ``bot_name`` (or deleted the account); True when the row is blocked
+    after it (False: the user was seen after ``at``, so the block is stale)."""
+    mark = AudienceMark(bot_name, telegram_id, True, at or datetime.now(UTC))
+    result = await apply_marks(executor, [mark], timeout=timeout)
+    return next(iter(result.values()))
+
+
+async def mark_reachable(
+    executor: Any,
+    bot_name: str,
+    telegram_id: int,
+    *,
+    at: datetime | None = None,
+    language_code: str | None = None,
+    timeout: float | None = None,
+) -> bool:
+    """The user can be messaged by ``bot_name`` again; True when the row is reachable after
+    it (False: a block observed after ``at`` stands)."""
+    mark = AudienceMark(bot_name, telegram_id, False, at or datetime.now(UTC), language_code)
+    result = await apply_marks(executor, [mark], timeout=timeout)
+    return not next(iter(result.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceCounts:
+    reachable: int = 0  # users the bot may message now (blocked_at IS NULL)
+    blocked_in_period: int = 0  # users whose block was observed in the period asked for
+    blocked: int = 0  # every user who has the bot blocked now
+
+
+# One pass over the (bot_name, blocked_at) index (index-only): no event is read, so the
+# figures cost the same with partitioned events, rollups and retention.
+_COUNTS = """
+SELECT bot_name,
+       count(*) FILTER (WHERE blocked_at IS NULL) AS reachable,
+       count(*) FILTER (WHERE blocked_at >= $1 AND blocked_at < $2) AS blocked_in_period,
+       count(blocked_at) AS blocked
+FROM shared.bot_audience
+WHERE ($3::text IS NULL OR bot_name = $3)
+GROUP BY bot_name
+"""
+
+
+async def audience_counts(
+    executor: Any,
+    timezone: str,
+    *,
+    day: date | None = None,
+    bot_name: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, AudienceCounts]:
+    """Per bot (one bot with ``bot_name``): reachable users now, users who blocked it during
+    the local ``day`` of ``timezone`` (default: yesterday there), and all blocked now."""
+    start, end = local_day_bounds(day or yesterday(timezone), timezone)
+    return await audience_counts_between(executor, start, end, bot_name=bot_name, timeout=timeout)
+
+
+async def audience_counts_between(
+    executor: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    bot_name: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, AudienceCounts]:
+    """As :func:`audience_counts`, blocks counted in ``[start, end)``."""
+    rows = await executor.fetch(_COUNTS, start, end, bot_name, timeout=timeout)
+    return {
+        row["bot_name"]: AudienceCounts(row["reachable"], row["blocked_in_period"], row["blocked"])
+        for row in rows
+    }
