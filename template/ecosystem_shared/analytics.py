@@ -35,12 +35,12 @@ from ecosystem_shared.analytics_store import (
     write_batch,
 )
 from ecosystem_shared.db import Database
+from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import roll_up_finished_days
 from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
 from ecosystem_shared.stats import (
     BotStats,
     DailyStats,
-    local_day_bounds,
     query_daily_stats,
     query_day_stats,
 )
