@@ -13,13 +13,17 @@ throwaway cluster of the test kit. Steps, each timed and printed:
    photo_sent with a count, video_sent, error, and the custom subscription_purchased,
    api_request_success, command_used), by ``INSERT ... SELECT generate_series`` month by month
    into the partitioned table (every index, the GIN index and the foreign key maintained).
-2. **Roll up** every finished day (what a bot does after the upgrade).
+2. **Roll up** every finished day (what a bot does after the upgrade), then fill the audience
+   (``shared.bot_audience``) the way ``04-audience.sql`` does for an ecosystem deployed before it,
+   and mark 5 % of its rows blocked over the last days.
 3. **Queries**, ``--repeat`` times each, p50 and p95: the digest of yesterday (rollups), the
    same figures from the raw events with the anti-join the template used before, ``/stats``'s
-   last 24 hours, the 14-day chart data, and the seed's section 7.3 queries.
+   last 24 hours, the 14-day chart data, the audience per bot, and the seed's section 7.3
+   queries.
 4. **Ingest**: the analytics writer (``Analytics``: buffer, batches, binary COPY) into the
-   partitioned table and into a plain one, ``--ingest-rounds`` interleaved rounds of
-   ``--ingest-rows`` events each, in one run.
+   partitioned table, into a plain one, and into the partitioned one without the audience's
+   per-batch upsert, ``--ingest-rounds`` interleaved rounds of ``--ingest-rows`` events each,
+   in one run.
 5. **Sizes** of the table, its indexes and the rollups.
 6. **Switch** a plain table of ``--migrate-events`` events to the partitioned one while a writer
    keeps adding events: total time, writes blocked, rows lost or duplicated.
@@ -55,6 +59,8 @@ def _shared(module: str) -> ModuleType:
 
 
 stats_module = _shared("stats")
+audience_module = _shared("audience")
+store_module: Any = _shared("analytics_store")  # its upsert_sights is swapped in step 4
 postgres = _shared("testing.postgres")
 Analytics: Any = _shared("analytics").Analytics
 Database: Any = _shared("db").Database
@@ -257,14 +263,45 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
         repeat,
         results,
     )
+    await measure(
+        "digest, /stats: audience per bot (reachable, blocked in the day)",
+        lambda: audience_module.audience_counts_between(conn, lo, hi),
+        repeat,
+        results,
+    )
     for label, sql in SEED_QUERIES.items():
         await measure(label, functools.partial(conn.fetch, sql), repeat, results)
     return results
 
 
-async def ingest_once(url: str, rows: int, label: str) -> float:
+async def fill_audience(conn: asyncpg.Connection) -> dict[str, Any]:
+    """04-audience.sql's backfill over the generated events (the table is empty: the events
+    came after the migrations), then 5 % of the rows blocked within the last four days."""
+    sql = next(p for p in shared_migrations() if p.name.startswith("04")).read_text("utf-8")
+    started = time.perf_counter()
+    await conn.execute(sql)
+    seconds = time.perf_counter() - started
+    rows = int(await conn.fetchval("SELECT count(*) FROM shared.bot_audience"))
+    await conn.execute(
+        "UPDATE shared.bot_audience SET blocked_at = now() - (telegram_id % 96) * interval '1 hour'"
+        " WHERE telegram_id % 20 = 0"
+    )
+    await conn.execute("VACUUM ANALYZE shared.bot_audience")
+    say(f"   {rows:,} audience rows in {seconds:.1f} s")
+    return {"seconds": round(seconds, 1), "rows": rows}
+
+
+async def _no_sights(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+async def ingest_once(url: str, rows: int, label: str, *, audience: bool = True) -> float:
+    """Events/s of one flush; ``audience=False``: without the audience's per-batch upsert."""
     db = Database(url)
     await db.start()
+    upsert_sights = store_module.upsert_sights
+    if not audience:
+        store_module.upsert_sights = _no_sights
     try:
         analytics = Analytics(db, label, buffer_size=rows, batch_size=500)
         for i in range(rows):
@@ -277,12 +314,15 @@ async def ingest_once(url: str, rows: int, label: str) -> float:
         await analytics.close()
         return float(rows / elapsed)
     finally:
+        store_module.upsert_sights = upsert_sights
         await db.close()
 
 
 async def ingest(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Events/s of the analytics writer's flush into each table, interleaved rounds."""
-    rates: dict[str, list[float]] = {"partitioned": [], "plain": []}
+    """Events/s of the analytics writer's flush into each table, interleaved rounds; also into
+    the partitioned one without the audience's upsert (its cost, side by side)."""
+    variants = ("partitioned", "plain", "no audience")
+    rates: dict[str, list[float]] = {kind: [] for kind in variants}
     async with (
         database(admin_url, "scale_ingest_part") as part_url,
         database(admin_url, "scale_ingest_plain") as plain_url,
@@ -296,15 +336,25 @@ async def ingest(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             )
             await conn.close()
         for round_ in range(args.ingest_rounds):
-            order = ["partitioned", "plain"] if round_ % 2 == 0 else ["plain", "partitioned"]
-            for kind in order:
-                url = part_url if kind == "partitioned" else plain_url
-                rate = await ingest_once(url, args.ingest_rows, f"ingest {kind}")
+            shift = round_ % len(variants)
+            for kind in variants[shift:] + variants[:shift]:
+                url = plain_url if kind == "plain" else part_url
+                rate = await ingest_once(
+                    url, args.ingest_rows, f"ingest {kind}", audience=kind != "no audience"
+                )
                 rates[kind].append(rate)
                 say(f"  round {round_ + 1} {kind:<12} {rate:10,.0f} events/s")
-    part, plain = (statistics.median(rates[k]) for k in ("partitioned", "plain"))
+    part, plain, bare = (statistics.median(rates[k]) for k in variants)
     say(f"  median: partitioned {part:,.0f}/s, plain {plain:,.0f}/s, ratio {part / plain:.3f}")
-    return {"partitioned_per_s": part, "plain_per_s": plain, "ratio": part / plain, **rates}
+    say(f"  audience upsert: {bare:,.0f}/s without it, with/without {part / bare:.3f}")
+    return {
+        "partitioned_per_s": part,
+        "plain_per_s": plain,
+        "ratio": part / plain,
+        "no_audience_per_s": bare,
+        "audience_ratio": part / bare,
+        **rates,
+    }
 
 
 async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
@@ -408,6 +458,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 out["rollup_seconds"] = round(time.perf_counter() - started, 1)
                 out["rollup_days"] = len(days)
                 say(f"   {len(days)} days in {out['rollup_seconds']} s")
+                say("2b. the audience from the events (04-audience.sql's backfill)")
+                out["audience"] = await fill_audience(conn)
                 await conn.execute("VACUUM ANALYZE")
                 say(f"3. queries, {args.repeat} times each")
                 out["queries"] = await queries(conn, args.repeat)

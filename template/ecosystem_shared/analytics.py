@@ -34,6 +34,7 @@ from ecosystem_shared.analytics_store import (
     upsert_users,
     write_batch,
 )
+from ecosystem_shared.audience import AudienceMark
 from ecosystem_shared.db import Database
 from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import roll_up_finished_days
@@ -232,6 +233,44 @@ class Analytics:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def mark_blocked(
+        self, telegram_id: int | None, *, bot_name: str | None = None, at: datetime | None = None
+    ) -> None:
+        """The user blocked the bot or deleted the account (a ``my_chat_member`` "kicked", a
+        403 to a send): buffered like an event, applied to ``shared.bot_audience`` with the next
+        batch. Never raises, never waits."""
+        self._add_mark(telegram_id, True, bot_name, at, None)
+
+    def mark_reachable(
+        self,
+        telegram_id: int | None,
+        *,
+        language_code: str | None = None,
+        bot_name: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """The user can be messaged again (``my_chat_member`` "member"): buffered like
+        :meth:`mark_blocked`."""
+        self._add_mark(telegram_id, False, bot_name, at, language_code)
+
+    def _add_mark(
+        self,
+        telegram_id: int | None,
+        blocked: bool,
+        bot_name: str | None,
+        at: datetime | None,
+        language_code: str | None,
+    ) -> None:
+        user_id = clean_id(telegram_id)
+        if not self._enabled or user_id is None:
+            return
+        try:
+            bot = (clean_text(bot_name, NAME_LIMIT) if bot_name else None) or self.bot_name
+            when = at or datetime.now(UTC)
+            self._enqueue(AudienceMark(bot, user_id, blocked, when, language_code))
+        except Exception:
+            logger.exception("Analytics: audience mark failed")
+
     async def get_daily_stats(self, bot_name: str | None = None) -> DailyStats:
         """Counts of the last 24 h, per bot (one bot with ``bot_name``); empty without a DB."""
         end = datetime.now(UTC)
@@ -364,7 +403,7 @@ class Analytics:
     def _remember(self, ids: list[int], batch: list[Row] | None = None) -> None:
         _keep_recent(self._known, ids, self._known_limit)
         if batch is not None:
-            events = [row for row in batch if not isinstance(row, UserRow)]
+            events = [row for row in batch if isinstance(row, tuple)]
             _keep_recent(self._known_pairs, list(first_sights(events)), self._known_limit)
 
     async def _on_db_connected(self) -> None:

@@ -1,4 +1,5 @@
-"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY."""
+"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY, the
+audience's sights and block marks (:mod:`ecosystem_shared.audience`) in the same transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from ecosystem_shared.audience import AudienceMark, apply_marks, sights_of, upsert_sights
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
 from ecosystem_shared.sanitize import (
@@ -106,7 +108,7 @@ class UserRow:
 
 
 EventRow = tuple[int | None, str, str, Any, datetime]  # in EVENT_COLUMNS order
-Row = UserRow | EventRow
+Row = UserRow | EventRow | AudienceMark
 
 
 async def upsert_users(
@@ -142,13 +144,17 @@ async def write_batch(
     timeout: float,
     known_pairs: Container[tuple[int, str]] = (),
 ) -> list[int]:
-    """Users, placeholder users, events, then first sights of (user, bot) pairs not in
-    ``known_pairs``, in one transaction. Returns the upserted ids."""
+    """Users, placeholder users, events, first sights of (user, bot) pairs not in
+    ``known_pairs``, the audience's sights, then its block marks, in one transaction (a mark
+    observed after an event of the batch is applied after it). Returns the upserted ids."""
     users: dict[int, UserRow] = {}
     events: list[EventRow] = []
+    marks: list[AudienceMark] = []
     for row in batch:
         if isinstance(row, UserRow):
             users[row.telegram_id] = row  # later rows carry newer facts
+        elif isinstance(row, AudienceMark):
+            marks.append(row)
         else:
             events.append(row)
     user_ids = sorted(users)
@@ -164,6 +170,11 @@ async def write_batch(
             if pairs:
                 columns = ([p[0] for p in pairs], [p[1] for p in pairs], [sights[p] for p in pairs])
                 await conn.execute(UPSERT_FIRST_SIGHTS, *columns, timeout=timeout)
+            languages = {user_id: user.language_code for user_id, user in users.items()}
+            seen = sights_of(((e[0], e[1], e[4]) for e in events), languages)
+            await upsert_sights(conn, seen, timeout=timeout)
+        if marks:
+            await apply_marks(conn, marks, timeout=timeout)
     return user_ids
 
 

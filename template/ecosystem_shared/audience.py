@@ -7,8 +7,13 @@ here are the same statements for callers that write directly (a broadcast sender
 transaction, a script), and the counts the digest and ``/stats`` show.
 
 Marks carry the time they were observed, so that marks applied late (buffered through an
-outage, or by another process) do not undo newer facts: a block observed before the user was
-last seen in the bot is ignored, and "reachable" clears only a block observed before it.
+outage, or by another process) do not undo newer ones: "reachable" clears only a block observed
+before it, and a block already recorded keeps its time (a repeated 403 is not a new block).
+Sights (events) never change ``blocked_at``: a reply that failed because the user blocked the
+bot is followed by an error event of that user. Known limit: a block observed by one process
+and applied after another process applied the user's later unblock stands until the user's
+next unblock (Telegram sends ``my_chat_member`` each time); that takes an unblock within about
+one flush interval of the block.
 
 Every function takes an ``asyncpg.Pool`` or ``asyncpg.Connection`` (one statement each).
 """
@@ -26,11 +31,14 @@ from ecosystem_shared.sanitize import LANGUAGE_CODE_LIMIT, NAME_LIMIT, clean_tex
 __all__ = [
     "AudienceCounts",
     "AudienceMark",
+    "Sight",
     "apply_marks",
     "audience_counts",
     "audience_counts_between",
     "mark_blocked",
     "mark_reachable",
+    "sights_of",
+    "upsert_sights",
 ]
 
 
@@ -58,10 +66,8 @@ FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::timestamptz[], $5::text[])
     AS m(bot_name, telegram_id, blocked, at, language_code)
 ON CONFLICT (bot_name, telegram_id) DO UPDATE SET
     blocked_at = CASE
-        -- a block keeps its first time; one observed before the user's latest sight is stale
-        WHEN EXCLUDED.blocked_at IS NOT NULL THEN
-            CASE WHEN a.last_seen <= EXCLUDED.blocked_at
-                 THEN coalesce(a.blocked_at, EXCLUDED.blocked_at) ELSE a.blocked_at END
+        -- a block already recorded keeps its time
+        WHEN EXCLUDED.blocked_at IS NOT NULL THEN coalesce(a.blocked_at, EXCLUDED.blocked_at)
         -- reachable again: clears a block observed before it
         WHEN a.blocked_at <= EXCLUDED.last_seen THEN NULL
         ELSE a.blocked_at END,
@@ -71,6 +77,72 @@ ON CONFLICT (bot_name, telegram_id) DO UPDATE SET
     language_code = coalesce(EXCLUDED.language_code, a.language_code)
 RETURNING bot_name, telegram_id, blocked_at IS NOT NULL AS blocked
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Sight:
+    """A user seen by a bot between ``first`` and ``last`` (analytics events of one batch)."""
+
+    bot_name: str
+    telegram_id: int
+    first: datetime
+    last: datetime
+    language_code: str | None = None
+
+
+def sights_of(
+    events: Iterable[tuple[int | None, str, datetime]], languages: dict[int, str | None]
+) -> list[Sight]:
+    """(user, bot, time) triples -> one :class:`Sight` per (bot, user), sorted by key, with
+    the language ``languages`` knows for the user (anonymous events have no user)."""
+    spans: dict[tuple[str, int], tuple[datetime, datetime]] = {}
+    for telegram_id, bot_name, at in events:
+        if telegram_id is None:
+            continue
+        key = (bot_name, telegram_id)
+        first, last = spans.get(key, (at, at))
+        spans[key] = (min(first, at), max(last, at))
+    return [
+        Sight(bot, user, first, last, languages.get(user))
+        for (bot, user), (first, last) in sorted(spans.items())
+    ]
+
+
+# first_seen only moves back and last_seen forward (rows buffered through an outage may be
+# older than what another bot wrote since); the language of the newest sight wins, taken from
+# shared.users when the batch did not carry the user's row (a new user's is stored at /start).
+_UPSERT_SIGHTS = """
+INSERT INTO shared.bot_audience AS a (bot_name, telegram_id, first_seen, last_seen, language_code)
+SELECT s.bot_name, s.telegram_id, s.first_seen, s.last_seen,
+       coalesce(s.language_code, u.language_code)
+FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[])
+    AS s(bot_name, telegram_id, first_seen, last_seen, language_code)
+LEFT JOIN shared.users u ON u.telegram_id = s.telegram_id
+ORDER BY s.bot_name, s.telegram_id
+ON CONFLICT (bot_name, telegram_id) DO UPDATE SET
+    first_seen = least(a.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(a.last_seen, EXCLUDED.last_seen),
+    language_code = CASE WHEN EXCLUDED.language_code IS NOT NULL
+                              AND EXCLUDED.last_seen >= a.last_seen
+                         THEN EXCLUDED.language_code ELSE a.language_code END
+"""
+
+
+async def upsert_sights(
+    executor: Any, sights: list[Sight], *, timeout: float | None = None
+) -> None:
+    """Store sights (sorted by key, one per key: see :func:`sights_of`) in one statement."""
+    if not sights:
+        return
+    await executor.execute(
+        _UPSERT_SIGHTS,
+        [s.bot_name for s in sights],
+        [s.telegram_id for s in sights],
+        [s.first for s in sights],
+        [s.last for s in sights],
+        [s.language_code for s in sights],
+        timeout=timeout,
+    )
 
 
 def _latest_per_user(marks: Iterable[AudienceMark]) -> list[AudienceMark]:
@@ -112,8 +184,7 @@ async def mark_blocked(
     at: datetime | None = None,
     timeout: float | None = None,
 ) -> bool:
-    """The user blocked ``bot_name`` (or deleted the account); True when the row is blocked
-    after it (False: the user was seen after ``at``, so the block is stale)."""
+    """The user blocked ``bot_name`` (or deleted the account); True (the row is blocked)."""
     mark = AudienceMark(bot_name, telegram_id, True, at or datetime.now(UTC))
     result = await apply_marks(executor, [mark], timeout=timeout)
     return next(iter(result.values()))

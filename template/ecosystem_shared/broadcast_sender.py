@@ -40,6 +40,7 @@ from aiogram.exceptions import (
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from ecosystem_shared import broadcast_store as store
+from ecosystem_shared.audience_tracking import means_user_gone
 from ecosystem_shared.broadcast_message import BroadcastMessage
 from ecosystem_shared.broadcast_store import Outcome
 from ecosystem_shared.db import Database
@@ -220,7 +221,7 @@ class BroadcastSender:
                 window.outcomes.append(Outcome(user, "pending"))
                 return
             except TelegramForbiddenError as error:
-                blocked = any(word in error.message for word in ("blocked", "deactivated"))
+                blocked = means_user_gone(error)
                 window.outcomes.append(
                     Outcome(user, "blocked" if blocked else "failed", error.message)
                 )

@@ -31,6 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
+from ecosystem_shared.audience_tracking import BlockedChatWatch, audience_router
 from ecosystem_shared.broadcast_sender import BroadcastSender
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
@@ -123,6 +124,7 @@ def build_services(
         enabled=settings.DIGEST_CHART,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    bot.session.middleware(BlockedChatWatch(analytics))  # a 403 to any send marks the user
     if metrics is None:
         metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
         collect = bool(settings.METRICS_PORT)
@@ -174,7 +176,8 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
-    dp.include_routers(*routers)
+    # my_chat_member of private chats -> the audience (then passed on to the bot's routers).
+    dp.include_routers(audience_router(), *routers)
     if services.metrics.collecting:
         services.metrics.instrument(dp)
     return dp
