@@ -43,10 +43,10 @@ from ecosystem_shared import broadcast_store as store
 from ecosystem_shared.audience_tracking import means_user_gone
 from ecosystem_shared.broadcast_message import BroadcastMessage
 from ecosystem_shared.broadcast_store import Outcome
-from ecosystem_shared.db import Database
+from ecosystem_shared.db import CONNECTION_ERRORS, Database
 from ecosystem_shared.exceptions import DatabaseUnavailable
 
-__all__ = ["BROADCAST_LOCK_CLASS", "BroadcastSender", "Pacer"]
+__all__ = ["BROADCAST_LOCK_CLASS", "BroadcastSender", "Pacer", "deliver"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ MAX_WINDOW = 100
 # Sends that failed in a row (not "chat not found": every message fails the same way, bad
 # markup or a photo Telegram refuses) before the job is paused with the last reason.
 FAILURES_TO_PAUSE = 20
+
+# Raised inside db.acquire(), a lost connection is asyncpg's own error (turned into
+# DatabaseUnavailable on the way out).
+_SAVE_ERRORS: tuple[type[BaseException], ...] = (DatabaseUnavailable, *CONNECTION_ERRORS)
 
 ProgressHook = Callable[[int], Awaitable[None]]
 
@@ -106,6 +110,7 @@ class BroadcastSender:
         self.on_progress: list[ProgressHook] = []  # awaited after each window (job id)
         self._unsaved: dict[int, list[Outcome]] = {}  # written when the database is back
         self._wakeup = asyncio.Event()
+        self._waiting = False  # the database was away at the last look
 
     def wake(self) -> None:
         """A job was started in this process: look now rather than at the next poll."""
@@ -120,8 +125,11 @@ class BroadcastSender:
                         jobs = await store.runnable_jobs(conn, self.bot_name)
                     for job_id in jobs:
                         await self._run_job(job_id)
+                    self._waiting = False
             except DatabaseUnavailable as error:
-                logger.warning("Broadcasts wait for the database: %s", error)
+                if not self._waiting:  # once per outage, not at every poll
+                    logger.warning("Broadcasts wait for the database: %s", error)
+                self._waiting = True
             except Exception:
                 logger.exception("Broadcast sender failed; trying again")
             self._wakeup.clear()
@@ -174,7 +182,8 @@ class BroadcastSender:
                     message = BroadcastMessage(
                         message.text, None, window.file_id, message.button_text, message.button_url
                     )
-            except DatabaseUnavailable:
+            except _SAVE_ERRORS:
+                # written to the rows still in flight once the database is back
                 self._unsaved[job_id] = window.outcomes
                 raise
             failures = _failures_in_a_row(failures, window.outcomes)
@@ -211,7 +220,7 @@ class BroadcastSender:
                 window.outcomes.append(Outcome(user, "pending"))  # never sent: later
                 return
             try:
-                sent = await self._deliver(message, user)
+                sent = await deliver(self.bot, user, message)
             except TelegramRetryAfter as error:
                 window.hold = max(window.hold, float(error.retry_after))
                 window.outcomes.append(Outcome(user, "pending"))
@@ -247,24 +256,25 @@ class BroadcastSender:
             window.outcomes.append(Outcome(user, "sent"))
             return
 
-    async def _deliver(self, message: BroadcastMessage, user: int) -> Message:
-        markup = None
-        if message.button_text and message.button_url:
-            button = InlineKeyboardButton(text=message.button_text, url=message.button_url)
-            markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
-        if message.photo is not None or message.photo_file_id is not None:
-            photo = (
-                BufferedInputFile(message.photo, "photo")
-                if message.photo is not None
-                else message.photo_file_id
-            )
-            assert photo is not None
-            return await self.bot.send_photo(
-                user, photo, caption=message.text or None, parse_mode="HTML", reply_markup=markup
-            )
-        return await self.bot.send_message(
-            user, message.text, parse_mode="HTML", reply_markup=markup
-        )
+
+async def deliver(
+    bot: Bot, chat_id: int, message: BroadcastMessage, *, with_button: bool = True
+) -> Message:
+    """Send the broadcast's message to one chat (the admin's preview uses it too)."""
+    markup = None
+    if with_button and message.button_text and message.button_url:
+        button = InlineKeyboardButton(text=message.button_text, url=message.button_url)
+        markup = InlineKeyboardMarkup(inline_keyboard=[[button]])
+    if message.photo is not None:
+        photo: BufferedInputFile | str = BufferedInputFile(message.photo, "photo")
+    elif message.photo_file_id is not None:
+        photo = message.photo_file_id
+    else:
+        return await bot.send_message(chat_id, message.text, parse_mode="HTML", reply_markup=markup)
+    caption = message.text or None
+    return await bot.send_photo(
+        chat_id, photo, caption=caption, parse_mode="HTML", reply_markup=markup
+    )
 
 
 def _failures_in_a_row(before: int, outcomes: list[Outcome]) -> int:

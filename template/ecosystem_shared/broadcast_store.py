@@ -359,3 +359,23 @@ async def store_file_id(conn: Any, job_id: int, file_id: str) -> None:
         job_id,
         file_id,
     )
+
+
+async def set_progress_message(conn: Any, job_id: int, chat_id: int, message_id: int) -> None:
+    """Where the admin watches the job: the message edited with its progress."""
+    await conn.execute(
+        "UPDATE shared.broadcasts SET admin_chat_id = $2, progress_message_id = $3 WHERE id = $1",
+        job_id,
+        chat_id,
+        message_id,
+    )
+
+
+async def progress_message(conn: Any, job_id: int) -> tuple[int, int] | None:
+    row = await conn.fetchrow(
+        "SELECT admin_chat_id, progress_message_id FROM shared.broadcasts WHERE id = $1",
+        job_id,
+    )
+    if row is None or row["admin_chat_id"] is None or row["progress_message_id"] is None:
+        return None
+    return int(row["admin_chat_id"]), int(row["progress_message_id"])

@@ -32,6 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.audience_tracking import BlockedChatWatch, audience_router
+from ecosystem_shared.broadcast_admin import ProgressReporter, broadcast_router
 from ecosystem_shared.broadcast_sender import BroadcastSender
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
@@ -77,6 +78,7 @@ class Services:
     metrics: BotMetrics
     maintenance: AnalyticsMaintenance
     broadcasts: BroadcastSender
+    broadcast_progress: ProgressReporter
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -88,6 +90,7 @@ class Services:
             "charts": self.charts,
             "metrics": self.metrics,
             "broadcasts": self.broadcasts,
+            "broadcast_progress": self.broadcast_progress,
             "bot_name": self.settings.BOT_NAME,
         }
 
@@ -141,13 +144,25 @@ def build_services(
         retention_months=settings.ANALYTICS_RETENTION_MONTHS,
     )
     broadcasts = BroadcastSender(db, bot, settings.BOT_NAME, settings.BROADCAST_RATE)
+    progress = ProgressReporter(bot, db, settings)
+    broadcasts.on_progress.append(progress.report)
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
     return Services(
-        settings, bot, db, analytics, notifier, charts, metrics, maintenance, broadcasts, shared
+        settings,
+        bot,
+        db,
+        analytics,
+        notifier,
+        charts,
+        metrics,
+        maintenance,
+        broadcasts,
+        progress,
+        shared,
     )
 
 
@@ -177,7 +192,8 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
     # my_chat_member of private chats -> the audience (then passed on to the bot's routers).
-    dp.include_routers(audience_router(), *routers)
+    # The admin's /broadcast and /broadcasts (anyone else falls through to the bot's routers).
+    dp.include_routers(audience_router(), broadcast_router(), *routers)
     if services.metrics.collecting:
         services.metrics.instrument(dp)
     return dp

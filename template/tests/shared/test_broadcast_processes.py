@@ -18,6 +18,7 @@ import pytest
 
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
+from ecosystem_shared.testing.postgres import PostgresServer
 from ecosystem_shared.testing.servers import RedisServer
 from ecosystem_shared.testing.telegram_fixtures import StartBot
 from ecosystem_shared.testing.waiting import fetch, wait_until
@@ -102,9 +103,11 @@ async def test_2000_recipients_blocked_deactivated_and_429s_exactly_once(
 ) -> None:
     users = list(range(FIRST_USER, FIRST_USER + 2000))
     blocked, deactivated = users[::20], users[1::100]  # 5% and 1%
+    missing = users[3::500]  # accounts Telegram no longer knows: 400 "chat not found"
     await seed_audience(database_url, users)
     fake_api.block(*blocked)
     fake_api.deactivate(*deactivated)
+    fake_api.forget_chats(*missing)
     flood = fake_api.set_flood_control(probability=0.003, seed=7, retry_after=1)
     assert flood is not None
     await bot_process_factory(DATABASE_URL=database_url, BROADCAST_RATE="400", **FAST)
@@ -118,14 +121,20 @@ async def test_2000_recipients_blocked_deactivated_and_429s_exactly_once(
 
     summary = await wait_done(rootdir, database_url, job_id)
     delivered = broadcast_deliveries(fake_api)
-    reachable = set(users) - set(blocked) - set(deactivated)
+    reachable = set(users) - set(blocked) - set(deactivated) - set(missing)
     assert set(delivered) == reachable
     assert set(delivered.values()) == {1}, "nobody gets the message twice"
     assert flood.triggers, "flood control answered 429 at least once"
     assert summary["total"] == 2000
     assert summary["sent"] == len(reachable) == len(delivered)
     assert summary["blocked"] == len(set(blocked) | set(deactivated))
-    assert (summary["failed"], summary["unknown"], summary["pending"]) == (0, 0, 0)
+    assert summary["failed"] == len(missing)
+    assert (summary["unknown"], summary["pending"]) == (0, 0)
+    reasons = await fetch(
+        database_url,
+        "SELECT DISTINCT reason FROM shared.broadcast_recipients WHERE state = 'failed'",
+    )
+    assert [row["reason"] for row in reasons] == ["Bad Request: chat not found"]
     assert summary["state"] == "done"
     rows = await fetch(
         database_url,
@@ -200,3 +209,36 @@ async def test_two_replicas_with_redis_one_sender(
     assert summary["sent"] == len(users)
     assert sorted(len(d) for d in per_replica) == [0, len(users)], "one replica sent it all"
     assert all(set(d.values()) <= {1} for d in per_replica)
+
+
+async def test_database_gone_mid_job_pauses_it_then_it_resumes_nothing_twice(
+    bot_process_factory: StartBot,
+    fake_api: FakeBotAPI,
+    own_server: PostgresServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    url = own_server.url
+    rate = 100
+    bot = await bot_process_factory(DATABASE_URL=url, BROADCAST_RATE=str(rate), **FAST)
+    await bot.wait_for_output("Connected to the database")
+    users = list(range(FIRST_USER, FIRST_USER + 700))
+    await seed_audience(url, users)
+    rootdir = request.config.rootpath
+    job_id = await create(rootdir, url, "--text", "Through an outage")
+    await fake_api.wait_for_calls("sendMessage", 200, TIMEOUT)
+
+    await asyncio.to_thread(own_server.stop)
+    await bot.wait_for_output("Broadcasts wait for the database")
+    during = len(broadcast_deliveries(fake_api))
+    await asyncio.sleep(2.0)  # the job stands still: no window is taken without the database
+    assert len(broadcast_deliveries(fake_api)) == during
+    assert during < len(users)
+
+    await asyncio.to_thread(own_server.start)
+    summary = await wait_done(rootdir, url, job_id)
+    delivered = broadcast_deliveries(fake_api)
+    assert bot.returncode is None, "the same process went on"
+    assert set(delivered.values()) == {1}, "nobody gets the message twice"
+    assert set(delivered) == set(users)
+    # The window sent while the database went away was written once it came back.
+    assert (summary["sent"], summary["unknown"]) == (len(users), 0)
