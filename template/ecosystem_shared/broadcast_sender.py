@@ -45,6 +45,7 @@ from ecosystem_shared.broadcast_message import BroadcastMessage
 from ecosystem_shared.broadcast_store import Outcome
 from ecosystem_shared.db import CONNECTION_ERRORS, Database
 from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.telegram import NO_RETRIES
 
 __all__ = ["BROADCAST_LOCK_CLASS", "BroadcastSender", "Pacer", "deliver"]
 
@@ -213,6 +214,7 @@ class BroadcastSender:
         return window
 
     async def _send_one(self, message: BroadcastMessage, user: int, window: _Window) -> None:
+        NO_RETRIES.set(True)  # this task's requests: 429s and errors are handled here
         attempt = 0
         while True:
             await self.pacer.slot()
