@@ -30,11 +30,12 @@ from ecosystem_shared.analytics_store import (
     RETRYABLE,
     Row,
     UserRow,
+    audience_sights,
     first_sights,
     upsert_users,
     write_batch,
 )
-from ecosystem_shared.audience import AudienceMark
+from ecosystem_shared.audience import AudienceMark, SightKey, StoredSight
 from ecosystem_shared.db import Database
 from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import roll_up_finished_days
@@ -88,6 +89,8 @@ class Analytics:
         self._known_limit = known_users
         # (user, bot) pairs whose first sight is stored: their events skip that upsert.
         self._known_pairs: OrderedDict[tuple[int, str], None] = OrderedDict()
+        # (bot, user) -> the last sight and language this process wrote to the audience.
+        self._stored_sights: OrderedDict[SightKey, StoredSight] = OrderedDict()
         self._dropped = 0
         self.written = 0  # rows committed (users and events)
         # /start upserts that could not run at once (database busy or lost) and went to the
@@ -405,6 +408,13 @@ class Analytics:
         if batch is not None:
             events = [row for row in batch if isinstance(row, tuple)]
             _keep_recent(self._known_pairs, list(first_sights(events)), self._known_limit)
+            for sight in audience_sights(batch, self._stored_sights):  # what the batch wrote
+                key = (sight.bot_name, sight.telegram_id)
+                known = self._stored_sights.get(key, (sight.last, None))[1]
+                self._stored_sights[key] = (sight.last, sight.language_code or known)
+                self._stored_sights.move_to_end(key)
+            while len(self._stored_sights) > self._known_limit:
+                self._stored_sights.popitem(last=False)
 
     async def _on_db_connected(self) -> None:
         self._report_drops()  # the full count of an outage, not only its first drop
@@ -435,7 +445,9 @@ class Analytics:
                 batch = list(itertools.islice(self._buffer, self._batch_size))
                 try:
                     async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
-                        user_ids = await write_batch(conn, batch, OP_TIMEOUT, self._known_pairs)
+                        user_ids = await write_batch(
+                            conn, batch, OP_TIMEOUT, self._known_pairs, self._stored_sights
+                        )
                 except RETRYABLE as error:
                     logger.debug("Analytics: batch kept for later: %r", error)
                     self._blocked = True

@@ -20,9 +20,9 @@ Every function takes an ``asyncpg.Pool`` or ``asyncpg.Connection`` (one statemen
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ecosystem_shared.local_days import local_day_bounds, yesterday
@@ -35,6 +35,8 @@ __all__ = [
     "apply_marks",
     "audience_counts",
     "audience_counts_between",
+    "compact_counts",
+    "due_sights",
     "mark_blocked",
     "mark_reachable",
     "sights_of",
@@ -106,6 +108,29 @@ def sights_of(
         Sight(bot, user, first, last, languages.get(user))
         for (bot, user), (first, last) in sorted(spans.items())
     ]
+
+
+# A pair stored with a last sight at most this much older (and the same language, or none new)
+# is not written again: an active user costs the writer one upsert per this period, not one per
+# batch. last_seen is exact to this much.
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
+
+SightKey = tuple[str, int]  # (bot_name, telegram_id)
+StoredSight = tuple[datetime, str | None]  # last_seen and language written by this process
+
+
+def due_sights(sights: list[Sight], stored: Mapping[SightKey, StoredSight]) -> list[Sight]:
+    """The sights worth writing, given what this process stored last (``stored``)."""
+    due = []
+    for sight in sights:
+        known = stored.get((sight.bot_name, sight.telegram_id))
+        if (
+            known is None
+            or sight.last - known[0] >= LAST_SEEN_RESOLUTION
+            or (sight.language_code is not None and sight.language_code != known[1])
+        ):
+            due.append(sight)
+    return due
 
 
 # first_seen only moves back and last_seen forward (rows buffered through an outage may be
@@ -213,16 +238,18 @@ class AudienceCounts:
     blocked: int = 0  # every user who has the bot blocked now
 
 
-# One pass over the (bot_name, blocked_at) index (index-only): no event is read, so the
-# figures cost the same with partitioned events, rollups and retention.
+# Members and blocked users now: the sums of the deltas the triggers of 04-audience.sql keep
+# (a few rows a bot); blocks in the period: a range of the partial index of blocked rows. No
+# event is read, so the figures cost the same with partitioned events, rollups and retention.
 _COUNTS = """
-SELECT bot_name,
-       count(*) FILTER (WHERE blocked_at IS NULL) AS reachable,
-       count(*) FILTER (WHERE blocked_at >= $1 AND blocked_at < $2) AS blocked_in_period,
-       count(blocked_at) AS blocked
-FROM shared.bot_audience
-WHERE ($3::text IS NULL OR bot_name = $3)
-GROUP BY bot_name
+SELECT c.bot_name, sum(c.members) - sum(c.blocked) AS reachable, sum(c.blocked) AS blocked,
+       (SELECT count(*) FROM shared.bot_audience a
+        WHERE a.bot_name = c.bot_name AND a.blocked_at >= $1 AND a.blocked_at < $2)
+           AS blocked_in_period
+FROM shared.bot_audience_counts c
+WHERE ($3::text IS NULL OR c.bot_name = $3)
+GROUP BY c.bot_name
+HAVING sum(c.members) > 0
 """
 
 
@@ -251,6 +278,15 @@ async def audience_counts_between(
     """As :func:`audience_counts`, blocks counted in ``[start, end)``."""
     rows = await executor.fetch(_COUNTS, start, end, bot_name, timeout=timeout)
     return {
-        row["bot_name"]: AudienceCounts(row["reachable"], row["blocked_in_period"], row["blocked"])
+        row["bot_name"]: AudienceCounts(
+            int(row["reachable"]), int(row["blocked_in_period"]), int(row["blocked"])
+        )
         for row in rows
     }
+
+
+async def compact_counts(executor: Any, *, timeout: float | None = None) -> int:
+    """Sum each bot's count deltas into one row (the bots' daily maintenance); rows left."""
+    return int(
+        await executor.fetchval("SELECT shared.bot_audience_compact_counts()", timeout=timeout)
+    )

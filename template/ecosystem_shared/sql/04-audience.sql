@@ -8,6 +8,9 @@
 -- each batch (ecosystem_shared/analytics_store.py), read by the digest, /stats and broadcasts
 -- (ecosystem_shared/audience.py).
 --
+-- shared.bot_audience_counts keeps each bot's members and blocked users as deltas written by
+-- statement triggers, so that the digest's "reachable now" does not count the whole audience.
+--
 -- For bots already deployed the table is filled here from shared.analytics_events (plain or
 -- partitioned: the name holds every event in both cases) and, for users whose events retention
 -- dropped, from shared.analytics_bot_users (07-analytics-rollups.sql) when it exists.
@@ -25,9 +28,9 @@ CREATE TABLE IF NOT EXISTS shared.bot_audience (
     PRIMARY KEY (bot_name, telegram_id)
 );
 
--- Reachable users of a bot (blocked_at IS NULL: NULLs sort last, one range) and users who
--- blocked it in a period are both index-only range counts.
-CREATE INDEX IF NOT EXISTS bot_audience_blocked_idx ON shared.bot_audience (bot_name, blocked_at);
+-- Users who blocked a bot in a period: a range count over the blocked rows only.
+CREATE INDEX IF NOT EXISTS bot_audience_blocked_idx ON shared.bot_audience (bot_name, blocked_at)
+    WHERE blocked_at IS NOT NULL;
 
 COMMENT ON TABLE shared.bot_audience IS 'Audience of each bot: one row per bot and user';
 COMMENT ON COLUMN shared.bot_audience.bot_name IS 'Bot name as in shared.analytics_events.bot_name';
@@ -36,6 +39,86 @@ COMMENT ON COLUMN shared.bot_audience.last_seen IS 'Latest event of the user in 
 COMMENT ON COLUMN shared.bot_audience.language_code IS 'Latest language Telegram reported';
 COMMENT ON COLUMN shared.bot_audience.blocked_at IS
     'When the user blocked the bot (or the account was deleted); NULL while reachable';
+
+-- Members and blocked users per bot, kept as deltas by statement triggers (one row per
+-- statement that changed them, whoever wrote: the analytics writer, a broadcast, a script), so
+-- that "reachable now" is a sum over a few rows instead of a count over the whole audience.
+-- Insert-only: concurrent writers never wait for each other here. The rows of a bot are summed
+-- into one by shared.bot_audience_compact_counts() (the bots' daily maintenance).
+CREATE TABLE IF NOT EXISTS shared.bot_audience_counts (
+    bot_name TEXT NOT NULL,
+    members BIGINT NOT NULL,
+    blocked BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bot_audience_counts_bot_idx ON shared.bot_audience_counts (bot_name);
+COMMENT ON TABLE shared.bot_audience_counts IS
+    'Deltas of shared.bot_audience rows (members) and blocked rows per bot; sum them';
+
+CREATE OR REPLACE FUNCTION shared.bot_audience_count_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO shared.bot_audience_counts (bot_name, members, blocked)
+    SELECT bot_name, count(*), count(blocked_at) FROM new_rows GROUP BY bot_name;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION shared.bot_audience_count_updated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO shared.bot_audience_counts (bot_name, members, blocked)
+    SELECT bot_name, sum(members), sum(blocked)
+    FROM (
+        SELECT bot_name, count(*) AS members, count(blocked_at) AS blocked
+        FROM new_rows GROUP BY bot_name
+        UNION ALL
+        SELECT bot_name, -count(*), -count(blocked_at) FROM old_rows GROUP BY bot_name
+    ) changes
+    GROUP BY bot_name
+    HAVING sum(members) <> 0 OR sum(blocked) <> 0;  -- sights of known users change nothing
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION shared.bot_audience_count_deleted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO shared.bot_audience_counts (bot_name, members, blocked)
+    SELECT bot_name, -count(*), -count(blocked_at) FROM old_rows GROUP BY bot_name;
+    RETURN NULL;
+END $$;
+
+-- The counts of rows stored before the triggers existed (none in a new ecosystem).
+INSERT INTO shared.bot_audience_counts (bot_name, members, blocked)
+SELECT bot_name, count(*), count(blocked_at) FROM shared.bot_audience
+WHERE NOT EXISTS (SELECT 1 FROM shared.bot_audience_counts)
+GROUP BY bot_name;
+
+-- Replaced when this file runs again (an init script after a restore, say): one of each.
+DROP TRIGGER IF EXISTS bot_audience_counted_insert ON shared.bot_audience;
+CREATE TRIGGER bot_audience_counted_insert AFTER INSERT ON shared.bot_audience
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shared.bot_audience_count_inserted();
+DROP TRIGGER IF EXISTS bot_audience_counted_update ON shared.bot_audience;
+CREATE TRIGGER bot_audience_counted_update AFTER UPDATE ON shared.bot_audience
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shared.bot_audience_count_updated();
+DROP TRIGGER IF EXISTS bot_audience_counted_delete ON shared.bot_audience;
+CREATE TRIGGER bot_audience_counted_delete AFTER DELETE ON shared.bot_audience
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION shared.bot_audience_count_deleted();
+
+-- One row per bot (the sum of its deltas); rows added meanwhile by other transactions stay
+-- (they are not in this statement's snapshot), so the sums never change. Rows left now.
+CREATE OR REPLACE FUNCTION shared.bot_audience_compact_counts() RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+    left_now BIGINT;
+BEGIN
+    WITH gone AS (DELETE FROM shared.bot_audience_counts RETURNING *)
+    INSERT INTO shared.bot_audience_counts (bot_name, members, blocked)
+    SELECT bot_name, sum(members), sum(blocked) FROM gone GROUP BY bot_name;
+    GET DIAGNOSTICS left_now = ROW_COUNT;
+    RETURN left_now;
+END $$;
 
 -- Backfill. Sorted by the key: bots starting at once lock rows in one order.
 INSERT INTO shared.bot_audience AS a (bot_name, telegram_id, first_seen, last_seen, language_code)

@@ -2,9 +2,11 @@
 the analytics writer's sights and buffered marks, my_chat_member and 403s in the dispatcher (no
 database call on the handler's path), the digest and /stats."""
 
+import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
@@ -18,13 +20,19 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import ChatMemberUpdated
 
 from ecosystem_shared.analytics import Analytics
+from ecosystem_shared.analytics_store import UserRow
 from ecosystem_shared.audience import (
+    LAST_SEEN_RESOLUTION,
     AudienceCounts,
     AudienceMark,
+    Sight,
     apply_marks,
     audience_counts,
+    audience_counts_between,
+    compact_counts,
     mark_blocked,
     mark_reachable,
+    upsert_sights,
 )
 from ecosystem_shared.db import Database, configure_connection
 from ecosystem_shared.digest import send_digest_once
@@ -240,6 +248,104 @@ async def test_counts_reachable_and_blocked_yesterday_in_a_time_zone(
     assert (await audience_counts(conn, zone))["CRM Bot"] == AudienceCounts(0, 1, 1)
 
 
+# -- the counts: deltas kept by triggers, whoever writes, summed by the maintenance ----------
+
+BRUTE_COUNTS = """
+SELECT bot_name, count(*) FILTER (WHERE blocked_at IS NULL) AS reachable,
+       count(*) FILTER (WHERE blocked_at >= $1 AND blocked_at < $2) AS blocked_in_period,
+       count(blocked_at) AS blocked
+FROM shared.bot_audience GROUP BY bot_name
+"""
+BOTS = ("Picture Bot", "CRM Bot", "Текстовый бот")
+
+
+async def brute_counts(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> dict[str, AudienceCounts]:
+    rows = await conn.fetch(BRUTE_COUNTS, start, end)
+    return {
+        r["bot_name"]: AudienceCounts(r["reachable"], r["blocked_in_period"], r["blocked"])
+        for r in rows
+    }
+
+
+async def random_write(conn: asyncpg.Connection, rng: random.Random) -> None:
+    """One write as any writer might do it: sights, marks, a script's UPDATE or DELETE."""
+    at = T0 + timedelta(minutes=rng.randrange(0, 3000))
+    users = rng.sample(range(1, 60), rng.randint(1, 8))
+    bot = rng.choice(BOTS)
+    kind = rng.randrange(5)
+    if kind == 0:
+        await upsert_sights(conn, [Sight(bot, user, at, at) for user in sorted(users)])
+    elif kind == 1:
+        marks = [AudienceMark(rng.choice(BOTS), u, rng.random() < 0.6, at) for u in users]
+        await apply_marks(conn, marks)
+    elif kind == 2:
+        await conn.execute(
+            "UPDATE shared.bot_audience SET blocked_at = NULL"
+            " WHERE bot_name = $1 AND telegram_id = ANY($2)",
+            bot,
+            users,
+        )
+    elif kind == 3:
+        await conn.execute(
+            "DELETE FROM shared.bot_audience WHERE bot_name = $1 AND telegram_id = ANY($2)",
+            bot,
+            users,
+        )
+    else:
+        await compact_counts(conn)
+
+
+async def test_counts_follow_every_kind_of_write(conn: asyncpg.Connection) -> None:
+    rng = random.Random(20261205)
+    start, end = T0 + timedelta(hours=10), T0 + timedelta(hours=34)
+    for step in range(400):
+        await random_write(conn, rng)
+        if step % 25 == 24:
+            assert await audience_counts_between(conn, start, end) == {
+                bot: counts for bot, counts in (await brute_counts(conn, start, end)).items()
+            }, step
+    await compact_counts(conn)
+    left = await conn.fetch("SELECT bot_name FROM shared.bot_audience_counts")
+    assert sorted(r["bot_name"] for r in left) == sorted(set(r["bot_name"] for r in left))
+    assert await audience_counts_between(conn, start, end) == await brute_counts(conn, start, end)
+
+
+async def test_counts_stay_exact_under_concurrent_writers_and_compaction(
+    database_url: str,
+) -> None:
+    conns = [await asyncpg.connect(database_url) for _ in range(3)]
+    try:
+
+        async def writer(conn: asyncpg.Connection, seed: int) -> int:
+            rng = random.Random(seed)
+            done = 0
+            for _ in range(150):
+                # Two writers of overlapping rows in other orders: one rolls back, its counts too.
+                with contextlib.suppress(asyncpg.DeadlockDetectedError):
+                    await random_write(conn, rng)
+                    done += 1
+            return done
+
+        done = await asyncio.gather(*(writer(conn, seed) for seed, conn in enumerate(conns)))
+        assert sum(done) > 400, done
+        start, end = T0, T0 + timedelta(days=3)
+        assert await audience_counts_between(conns[0], start, end) == await brute_counts(
+            conns[0], start, end
+        )
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_the_backfill_counts_what_it_fills(old_conn: asyncpg.Connection) -> None:
+    await add_events(old_conn, (1, "Picture Bot", T0), (2, "Picture Bot", T0), (1, "CRM Bot", T0))
+    await apply_audience(old_conn)
+    counts = await audience_counts_between(old_conn, T0, T0 + timedelta(days=1))
+    assert counts == {"Picture Bot": AudienceCounts(2, 0, 0), "CRM Bot": AudienceCounts(1, 0, 0)}
+
+
 # -- the writer path: sights and buffered marks with each analytics batch ---------------------
 
 
@@ -280,6 +386,32 @@ async def test_the_writer_keeps_sights_and_languages(db: Database) -> None:
                 "SELECT bot_name FROM shared.bot_audience WHERE telegram_id = 301 ORDER BY 1"
             )
         assert [row["bot_name"] for row in bots] == ["CRM Bot", "Picture Bot"]
+    finally:
+        await analytics.close()
+
+
+async def test_a_known_sight_is_written_again_only_when_it_says_more(db: Database) -> None:
+    """An active user costs one upsert per LAST_SEEN_RESOLUTION, not one per batch."""
+    analytics = Analytics(db, "Picture Bot", flush_seconds=3600)
+    try:
+        start = datetime.now(UTC)
+        steps = [
+            (timedelta(0), "en", True),  # new pair
+            (timedelta(minutes=1), None, False),  # within the resolution: skipped
+            (timedelta(minutes=2), "en", False),  # same language: skipped
+            (timedelta(minutes=3), "es", True),  # a new language: written
+            (LAST_SEEN_RESOLUTION + timedelta(minutes=3, seconds=1), None, True),  # stale: written
+        ]
+        stored = start
+        for offset, language, written in steps:
+            if language is not None:
+                analytics._enqueue(UserRow(311, None, "U", None, language, start + offset))
+            analytics._add_event(311, "photo_sent", None, None, start + offset)
+            await analytics.flush()
+            row = await audience_row(db, 311)
+            assert row is not None
+            stored = start + offset if written else stored
+            assert row["last_seen"] == stored, offset
     finally:
         await analytics.close()
 
