@@ -1,0 +1,461 @@
+"""Bring a bot's own code made by template 0.1.0 up to what 0.2.0 expects (a `_migrations` step).
+
+Bot-owned files (`<package>/`, `tests/bot/`) are never touched by `copier update`, so what a
+release changes in the code it generates reaches existing bots only through this script. It edits
+a file only when the file is still exactly what the old release rendered for this bot's answers
+(it renders that release into a temporary directory to compare); a file the author changed is
+left as it is, and the step to do by hand is printed instead. The edits (CHANGELOG.md, 0.2.0,
+"Upgrade notes"):
+
+* handler modules: the module-level ``router = Router(...)`` with ``@router.<event>(...)``
+  decorators becomes a ``router()`` factory registering the same handlers in the same order
+  (aiogram attaches a router to one dispatcher only; 0.2.0 builds one per dispatcher), and
+  ``build_router()`` calls the factories (``start.router()``);
+* imports of ``ecosystem_shared`` form their own group before the bot's package (the ruff isort
+  sections of 0.2.0's pyproject.toml);
+* the few fixes 0.2.0 made to the generated code that its template-owned tests check
+  (PATCHES below): CRM bots' ``ADMIN_USER_IDS`` moved from the shared settings into the bot's
+  ``Settings``; the greeting and /echo make any user input a message Telegram accepts.
+
+Run from the bot's root, as Copier runs migrations (copier.yml):
+``python upgrade_bot_code.py --template <src> --from <old tag> --answers .copier-answers.yml``.
+``--check`` prints what would change without writing. Standard library and copier only: it runs
+with the Python that runs Copier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LINE_LENGTH = 100  # the bots' ruff line-length
+SHARED = "ecosystem_shared"
+FACTORY_DOC = '"""A fresh router per call (one per dispatcher)."""'
+
+
+# ---------------------------------------------------------------- module-level routers
+@dataclass(frozen=True)
+class Registration:
+    observer: str  # message, callback_query, startup, ...
+    callback: str
+    arguments: tuple[str, ...]  # filters and keywords, as written in the decorator
+
+
+def _call_lines(head: str, arguments: list[str], indent: str) -> list[str]:
+    """``head(arguments)`` laid out as ruff format does at LINE_LENGTH."""
+    one_line = f"{indent}{head}({', '.join(arguments)})"
+    if len(one_line) <= LINE_LENGTH:
+        return [one_line]
+    inner = indent + "    "
+    joined = f"{inner}{', '.join(arguments)}"
+    if len(joined) <= LINE_LENGTH:
+        return [f"{indent}{head}(", joined, f"{indent})"]
+    return [f"{indent}{head}(", *(f"{inner}{argument}," for argument in arguments), f"{indent})"]
+
+
+def _router_decorator(decorator: ast.expr) -> str | None:
+    """The observer of ``@router.<observer>(...)``, else None."""
+    if (
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Attribute)
+        and isinstance(decorator.func.value, ast.Name)
+        and decorator.func.value.id == "router"
+    ):
+        return decorator.func.attr
+    return None
+
+
+def router_factory(source: str) -> str | None:
+    """``source`` with its module-level ``router = Router(...)`` turned into a ``router()``
+    factory; None when the module has no such router or uses it in a way this does not know."""
+    tree = ast.parse(source)
+    assignment = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and [getattr(target, "id", None) for target in node.targets] == ["router"]
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "Router"
+        ),
+        None,
+    )
+    if assignment is None:
+        return None
+    registrations: list[Registration] = []
+    decorator_lines: set[int] = set()
+    known_uses = 1  # the assignment
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        # Decorators apply bottom-up: the lowest one registers first.
+        for decorator in reversed(node.decorator_list):
+            observer = _router_decorator(decorator)
+            if observer is None:
+                continue
+            assert isinstance(decorator, ast.Call)
+            arguments = [ast.get_source_segment(source, arg) or "" for arg in decorator.args]
+            arguments += [
+                f"{keyword.arg}={ast.get_source_segment(source, keyword.value)}"
+                for keyword in decorator.keywords
+            ]
+            registrations.append(Registration(observer, node.name, tuple(arguments)))
+            decorator_lines.update(range(decorator.lineno, (decorator.end_lineno or 0) + 1))
+            known_uses += 1
+    uses = sum(isinstance(node, ast.Name) and node.id == "router" for node in ast.walk(tree))
+    if uses != known_uses or not registrations:
+        return None  # `router` used elsewhere (middlewares, sub-routers...): by hand
+    name_argument = ast.get_source_segment(source, assignment.value) or 'Router()'
+    factory = [
+        "def router() -> Router:",
+        f"    {FACTORY_DOC}",
+        f"    routes = {name_argument}",
+    ]
+    for item in registrations:
+        head = f"routes.{item.observer}.register"
+        factory += _call_lines(head, [item.callback, *item.arguments], "    ")
+    factory.append("    return routes")
+
+    lines = source.splitlines()
+    start, end = assignment.lineno - 1, (assignment.end_lineno or assignment.lineno)
+    before = [line for number, line in enumerate(lines[:start], 1) if number not in decorator_lines]
+    after = [
+        line
+        for number, line in enumerate(lines[end:], end + 1)
+        if number not in decorator_lines
+    ]
+    while before and not before[-1].strip():
+        before.pop()
+    while after and not after[0].strip():
+        after.pop(0)
+    return "\n".join([*before, "", "", *factory, "", "", *after]) + "\n"
+
+
+def call_router_factories(source: str) -> str | None:
+    """``handlers/__init__.py``: ``build_router()`` includes ``module.router()``, not
+    ``module.router``; None when there is nothing to change."""
+    tree = ast.parse(source)
+    modules = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
+        for alias in node.names
+    }
+    spots = sorted(
+        {
+            (node.end_lineno or 0, node.end_col_offset or 0)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) in ("include_routers", "include_router")
+            for node in node.args
+            if isinstance(node, ast.Attribute)
+            and node.attr == "router"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        },
+        reverse=True,
+    )
+    if not spots:
+        return None
+    lines = source.splitlines(keepends=True)
+    for line, column in spots:  # from the end: earlier positions stay valid
+        text = lines[line - 1]
+        lines[line - 1] = text[:column] + "()" + text[column:]
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------------------- imports
+def _root(node: ast.stmt) -> str | None:
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return node.module.split(".")[0]
+    if isinstance(node, ast.Import):
+        return node.names[0].name.split(".")[0]
+    return None
+
+
+def ecosystem_import_group(source: str, package: str) -> str | None:
+    """Imports of ``ecosystem_shared`` as a group of their own, before the bot's package (ruff's
+    isort sections since 0.2.0); None when nothing changes."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    runs: list[list[ast.stmt]] = []
+    for node in tree.body:
+        if _root(node) not in (SHARED, package):
+            continue
+        if runs and node.lineno == (runs[-1][-1].end_lineno or 0) + 1:
+            runs[-1].append(node)
+        else:
+            runs.append([node])
+    changed = False
+    for run in reversed(runs):
+        roots = [_root(node) for node in run]
+        if SHARED not in roots or package not in roots:
+            continue
+        segments = {id(node): lines[node.lineno - 1 : node.end_lineno] for node in run}
+        shared = [line for node in run if _root(node) == SHARED for line in segments[id(node)]]
+        own = [line for node in run if _root(node) == package for line in segments[id(node)]]
+        lines[run[0].lineno - 1 : run[-1].end_lineno] = [*shared, "", *own]
+        changed = True
+    return "\n".join(lines) + "\n" if changed else None
+
+
+# ---------------------------------------------------------------------------- patches
+@dataclass(frozen=True)
+class Patch:
+    """Replace ``old`` by ``new`` in the bot-owned file ``path`` (``{package}`` filled in)."""
+
+    path: str
+    old: str
+    new: str
+    why: str
+
+
+ADMIN_IDS = '''
+    # Comma-separated Telegram user ids allowed to run /grant and /stats.
+    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
+
+    @field_validator("ADMIN_USER_IDS", mode="before")
+    @classmethod
+    def _id_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            if not all(item.lstrip("-").isdigit() for item in items):
+                raise ValueError("expected comma-separated numeric Telegram user ids")
+            return frozenset(int(item) for item in items)
+        return value
+'''
+
+PATCHES = (
+    Patch(
+        "{package}/handlers/start.py",
+        "from ecosystem_shared.notifications import Notifier\n",
+        "from ecosystem_shared.notifications import Notifier\n"
+        "from ecosystem_shared.sanitize import display_name\n",
+        "the greeting shows the user's name through ecosystem_shared.sanitize.display_name "
+        "(a 64-character name of control characters made a message Telegram refuses)",
+    ),
+    Patch(
+        "{package}/handlers/start.py",
+        "texts.greeting.format(name=user.first_name)",
+        "texts.greeting.format(name=display_name(user.first_name))",
+        "",
+    ),
+    Patch(
+        "{package}/handlers/commands.py",
+        "from ecosystem_shared.analytics import Analytics\n",
+        "from ecosystem_shared.analytics import Analytics\n"
+        "from ecosystem_shared.notifications import MESSAGE_LIMIT\n"
+        "from ecosystem_shared.sanitize import clean_text\n",
+        "/echo answers with ecosystem_shared.sanitize.clean_text(args, MESSAGE_LIMIT) (any text "
+        "the user sent, as a message Telegram accepts)",
+    ),
+    Patch(
+        "{package}/handlers/commands.py",
+        '        await message.answer(command.args or "…")\n',
+        "        # Whatever the user sent, as a message Telegram takes: valid UTF-8, not too long.\n"
+        '        echo = clean_text(command.args or "", MESSAGE_LIMIT)\n'
+        '        await message.answer(echo if echo.strip() else "…")\n',
+        "",
+    ),
+    Patch(
+        "{package}/settings.py",
+        "    SUBSCRIPTION_PRICE: float = Field(default=299.0, ge=0)\n",
+        "    SUBSCRIPTION_PRICE: float = Field(default=299.0, ge=0)" + ADMIN_IDS,
+        "ADMIN_USER_IDS moved from the shared settings into the CRM bot's Settings "
+        "(copy the field and its validator from a fresh render)",
+    ),
+    Patch(
+        "{package}/settings.py",
+        "from typing import Literal\n",
+        "from typing import Annotated, Literal\n",
+        "",
+    ),
+    Patch(
+        "{package}/settings.py",
+        "\nfrom ecosystem_shared.config import SharedSettings\n",
+        "from pydantic_settings import NoDecode\n\nfrom ecosystem_shared.config import SharedSettings\n",
+        "",
+    ),
+    Patch(
+        "tests/bot/test_conversations.py",
+        '    return fake_api.calls("sendMessage", chat_id=CHANNEL)\n',
+        '    calls: list[Any] = fake_api.calls("sendMessage", chat_id=CHANNEL)\n    return calls\n',
+        "mypy checks tests/ too: channel_messages() must not return Any",
+    ),
+)
+
+
+def crm_settings(source: str) -> bool:
+    return "SUBSCRIPTION_PRICE" in source and "ADMIN_USER_IDS" not in source
+
+
+def apply_patches(path: str, source: str, package: str) -> tuple[str, list[str]]:
+    """``source`` with every patch of ``path`` applied whose ``old`` text is there."""
+    whys: list[str] = []
+    if path == f"{package}/settings.py" and not crm_settings(source):
+        return source, whys
+    for patch in PATCHES:
+        if patch.path.format(package=package) != path or patch.old not in source:
+            continue
+        source = source.replace(patch.old, patch.new, 1)
+        if patch.why:
+            whys.append(patch.why)
+    if path == f"{package}/settings.py" and whys:
+        source = _pydantic_imports(source)
+    return source, whys
+
+
+def _pydantic_imports(source: str) -> str:
+    """``from pydantic import ...`` with ``field_validator``, as the validator needs."""
+    for line in source.splitlines():
+        if line.startswith("from pydantic import ") and "field_validator" not in line:
+            names = [name.strip() for name in line.removeprefix("from pydantic import ").split(",")]
+            wanted = ", ".join(sorted({*names, "field_validator"}, key=_isort_key))
+            return source.replace(line, f"from pydantic import {wanted}", 1)
+    return source
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """ruff's order in one import: CONSTANTS, then Classes, then functions."""
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, name
+
+
+# ------------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class Step:
+    path: str
+    new: str
+    why: tuple[str, ...]
+
+
+def plan(path: str, source: str, package: str) -> Step | None:
+    """What this release changes in one bot-owned ``*.py`` file; None when nothing applies."""
+    why: list[str] = []
+    try:
+        edits: list[tuple[Callable[[str], str | None], str]] = [
+            (
+                router_factory,
+                "the module-level `router = Router(...)` becomes a `def router() -> Router` "
+                "factory that registers the same handlers (aiogram attaches a router to one "
+                "dispatcher only)",
+            ),
+            (
+                call_router_factories,
+                "build_router() includes `module.router()` (each call builds fresh routers)",
+            ),
+            (
+                lambda text: ecosystem_import_group(text, package),
+                "`ecosystem_shared` imports form their own group before the bot's package "
+                "(ruff: I001; `ruff check --fix` does it)",
+            ),
+        ]
+        new = source
+        for edit, reason in edits:
+            changed = edit(new)
+            if changed is not None and changed != new:
+                new = changed
+                why.append(reason)
+    except SyntaxError:
+        return None
+    new, patched = apply_patches(path, new, package)
+    why += patched
+    return Step(path, new, tuple(why)) if new != source else None
+
+
+def bot_files(root: Path, package: str) -> Iterator[str]:
+    for folder in (root / package, root / "tests" / "bot"):
+        for path in sorted(folder.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                yield path.relative_to(root).as_posix()
+
+
+# ------------------------------------------------------------------------ old render
+def old_render(template: str, ref: str, answers: dict[str, Any], dst: Path) -> Path | None:
+    """This bot as release ``ref`` of the template rendered it; None when that fails."""
+    try:
+        from copier import run_copy
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run_copy(
+                template,
+                dst,
+                data=answers,
+                defaults=True,
+                unsafe=True,
+                vcs_ref=ref,
+                quiet=True,
+            )
+    except Exception as error:  # noqa: BLE001 - any failure means: compare with nothing
+        print(f"could not render {ref} of the template to compare ({error})", file=sys.stderr)
+        return None
+    return dst
+
+
+def load_answers(path: Path) -> dict[str, Any]:
+    import yaml  # copier's own dependency
+
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {key: value for key, value in loaded.items() if not key.startswith("_")}
+
+
+def upgrade(root: Path, template: str, ref: str, answers: dict[str, Any], *, check: bool) -> int:
+    """Edit the files still as ``ref`` rendered them, print the rest; the number left."""
+    package = str(answers["package_name"])
+    steps = [
+        step
+        for path in bot_files(root, package)
+        if (step := plan(path, (root / path).read_text(encoding="utf-8"), package)) is not None
+    ]
+    if not steps:
+        print(f"upgrade_bot_code: nothing to change in {package}/ and tests/bot/")
+        return 0
+    left = 0
+    with tempfile.TemporaryDirectory(prefix="old-render-") as scratch:
+        old = old_render(template, ref, answers, Path(scratch) / "bot")
+        for step in steps:
+            target = root / step.path
+            rendered = old / step.path if old else None
+            unchanged = (
+                rendered is not None
+                and rendered.is_file()
+                and rendered.read_bytes() == target.read_bytes()
+            )
+            reasons = "".join(f"\n    - {why}" for why in step.why)
+            if unchanged and not check:
+                target.write_text(step.new, encoding="utf-8")
+                print(f"updated {step.path} (as {ref} generated it):{reasons}")
+            elif unchanged:
+                print(f"would update {step.path}:{reasons}")
+            else:
+                left += 1
+                print(
+                    f"left {step.path} as it is (changed since {ref} generated it); "
+                    f"do by hand (CHANGELOG.md, upgrade notes):{reasons}"
+                )
+    return left
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--template", required=True, help="the template (Copier's src_path)")
+    parser.add_argument("--from", dest="ref", required=True, help="the release updated from")
+    parser.add_argument("--answers", type=Path, default=Path(".copier-answers.yml"))
+    parser.add_argument("--check", action="store_true", help="print, change nothing")
+    args = parser.parse_args(argv)
+    left = upgrade(Path.cwd(), args.template, args.ref, load_answers(args.answers), check=args.check)
+    if left:
+        print(f"upgrade_bot_code: {left} file(s) to change by hand (listed above)")
+    return 0  # never fail the update: the files left are listed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
