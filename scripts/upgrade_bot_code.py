@@ -112,7 +112,7 @@ def router_factory(source: str) -> str | None:
     uses = sum(isinstance(node, ast.Name) and node.id == "router" for node in ast.walk(tree))
     if uses != known_uses or not registrations:
         return None  # `router` used elsewhere (middlewares, sub-routers...): by hand
-    name_argument = ast.get_source_segment(source, assignment.value) or 'Router()'
+    name_argument = ast.get_source_segment(source, assignment.value) or "Router()"
     factory = [
         "def router() -> Router:",
         f"    {FACTORY_DOC}",
@@ -127,9 +127,7 @@ def router_factory(source: str) -> str | None:
     start, end = assignment.lineno - 1, (assignment.end_lineno or assignment.lineno)
     before = [line for number, line in enumerate(lines[:start], 1) if number not in decorator_lines]
     after = [
-        line
-        for number, line in enumerate(lines[end:], end + 1)
-        if number not in decorator_lines
+        line for number, line in enumerate(lines[end:], end + 1) if number not in decorator_lines
     ]
     while before and not before[-1].strip():
         before.pop()
@@ -217,7 +215,7 @@ class Patch:
     why: str
 
 
-ADMIN_IDS = '''
+ADMIN_IDS = """
     # Comma-separated Telegram user ids allowed to run /grant and /stats.
     ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
 
@@ -230,7 +228,7 @@ ADMIN_IDS = '''
                 raise ValueError("expected comma-separated numeric Telegram user ids")
             return frozenset(int(item) for item in items)
         return value
-'''
+"""
 
 PATCHES = (
     Patch(
@@ -259,7 +257,8 @@ PATCHES = (
     Patch(
         "{package}/handlers/commands.py",
         '        await message.answer(command.args or "…")\n',
-        "        # Whatever the user sent, as a message Telegram takes: valid UTF-8, not too long.\n"
+        "        # Whatever the user sent, as a message Telegram takes: valid UTF-8, not too"
+        " long.\n"
         '        echo = clean_text(command.args or "", MESSAGE_LIMIT)\n'
         '        await message.answer(echo if echo.strip() else "…")\n',
         "",
@@ -280,7 +279,8 @@ PATCHES = (
     Patch(
         "{package}/settings.py",
         "\nfrom ecosystem_shared.config import SharedSettings\n",
-        "from pydantic_settings import NoDecode\n\nfrom ecosystem_shared.config import SharedSettings\n",
+        "from pydantic_settings import NoDecode\n\n"
+        "from ecosystem_shared.config import SharedSettings\n",
         "",
     ),
     Patch(
@@ -451,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answers", type=Path, default=Path(".copier-answers.yml"))
     parser.add_argument("--check", action="store_true", help="print, change nothing")
     args = parser.parse_args(argv)
-    left = upgrade(Path.cwd(), args.template, args.ref, load_answers(args.answers), check=args.check)
+    answers = load_answers(args.answers)
+    left = upgrade(Path.cwd(), args.template, args.ref, answers, check=args.check)
     if left:
         print(f"upgrade_bot_code: {left} file(s) to change by hand (listed above)")
     return 0  # never fail the update: the files left are listed
