@@ -136,15 +136,17 @@ def router_factory(source: str) -> str | None:
     return "\n".join([*before, "", "", *factory, "", "", *after]) + "\n"
 
 
-def call_router_factories(source: str) -> str | None:
+def call_router_factories(source: str, factories: set[str] | None = None) -> str | None:
     """``handlers/__init__.py``: ``build_router()`` includes ``module.router()``, not
-    ``module.router``; None when there is nothing to change."""
+    ``module.router``, for the sibling modules in ``factories`` (all when None: the modules that
+    have a ``router()`` factory); None when there is nothing to change."""
     tree = ast.parse(source)
     modules = {
         alias.asname or alias.name
         for node in tree.body
         if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
         for alias in node.names
+        if factories is None or alias.name in factories
     }
     spots = sorted(
         {
@@ -336,8 +338,9 @@ class Step:
     why: tuple[str, ...]
 
 
-def plan(path: str, source: str, package: str) -> Step | None:
-    """What this release changes in one bot-owned ``*.py`` file; None when nothing applies."""
+def plan(path: str, source: str, package: str, factories: set[str] | None = None) -> Step | None:
+    """What this release changes in one bot-owned ``*.py`` file; None when nothing applies.
+    ``factories``: the handler modules that have (or get) a ``router()`` factory."""
     why: list[str] = []
     try:
         edits: list[tuple[Callable[[str], str | None], str]] = [
@@ -345,10 +348,11 @@ def plan(path: str, source: str, package: str) -> Step | None:
                 router_factory,
                 "the module-level `router = Router(...)` becomes a `def router() -> Router` "
                 "factory that registers the same handlers (aiogram attaches a router to one "
-                "dispatcher only)",
+                "dispatcher only), and handlers/__init__.py's build_router() includes "
+                "`<module>.router()`",
             ),
             (
-                call_router_factories,
+                lambda text: call_router_factories(text, factories),
                 "build_router() includes `module.router()` (each call builds fresh routers)",
             ),
             (
@@ -407,40 +411,64 @@ def load_answers(path: Path) -> dict[str, Any]:
     return {key: value for key, value in loaded.items() if not key.startswith("_")}
 
 
+def has_factory(path: Path) -> bool:
+    return "\ndef router() -> Router:" in path.read_text(encoding="utf-8")
+
+
 def upgrade(root: Path, template: str, ref: str, answers: dict[str, Any], *, check: bool) -> int:
     """Edit the files still as ``ref`` rendered them, print the rest; the number left."""
     package = str(answers["package_name"])
-    steps = [
-        step
-        for path in bot_files(root, package)
-        if (step := plan(path, (root / path).read_text(encoding="utf-8"), package)) is not None
-    ]
-    if not steps:
+    handlers_init = f"{package}/handlers/__init__.py"
+    paths = [path for path in bot_files(root, package) if path != handlers_init]
+    read = {path: (root / path).read_text(encoding="utf-8") for path in paths}
+    steps = [step for path in paths if (step := plan(path, read[path], package)) is not None]
+    init_step = (
+        plan(handlers_init, (root / handlers_init).read_text(encoding="utf-8"), package)
+        if (root / handlers_init).is_file()
+        else None
+    )
+    if not steps and init_step is None:
         print(f"upgrade_bot_code: nothing to change in {package}/ and tests/bot/")
         return 0
     left = 0
     with tempfile.TemporaryDirectory(prefix="old-render-") as scratch:
         old = old_render(template, ref, answers, Path(scratch) / "bot")
-        for step in steps:
-            target = root / step.path
-            rendered = old / step.path if old else None
-            unchanged = (
-                rendered is not None
-                and rendered.is_file()
-                and rendered.read_bytes() == target.read_bytes()
-            )
+
+        def as_generated(path: str) -> bool:
+            rendered = old / path if old else None
+            current = (root / path).read_bytes()
+            return rendered is not None and rendered.is_file() and rendered.read_bytes() == current
+
+        def apply(step: Step) -> bool:
             reasons = "".join(f"\n    - {why}" for why in step.why)
-            if unchanged and not check:
-                target.write_text(step.new, encoding="utf-8")
-                print(f"updated {step.path} (as {ref} generated it):{reasons}")
-            elif unchanged:
-                print(f"would update {step.path}:{reasons}")
-            else:
-                left += 1
+            if not as_generated(step.path):
                 print(
                     f"left {step.path} as it is (changed since {ref} generated it); "
                     f"do by hand (CHANGELOG.md, upgrade notes):{reasons}"
                 )
+                return False
+            if check:
+                print(f"would update {step.path}:{reasons}")
+            else:
+                (root / step.path).write_text(step.new, encoding="utf-8")
+                print(f"updated {step.path} (as {ref} generated it):{reasons}")
+            return True
+
+        converted = {step.path for step in steps if apply(step)}
+        left += len(steps) - len(converted)
+        if init_step is not None:
+            # build_router() calls only the factories that exist now: a handler module the
+            # author edited keeps its module-level router, included as before.
+            handlers = root / package / "handlers"
+            factories = {
+                path.stem
+                for path in handlers.glob("*.py")
+                if has_factory(path) or f"{package}/handlers/{path.name}" in converted
+            }
+            text = (root / handlers_init).read_text(encoding="utf-8")
+            init_step = plan(handlers_init, text, package, factories)
+            if init_step is not None and not apply(init_step):
+                left += 1
     return left
 
 

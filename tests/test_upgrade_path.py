@@ -12,7 +12,7 @@ of copier.yml if higher). Then, for each earlier release and answer set, as a us
 - what the bot's CI runs: ``ruff check``, ``ruff format --check``, ``mypy`` and its whole suite,
   ``pytest -m "slow or not slow"``; green with no hand edits;
 - the same bots in an ecosystem rendered from the working tree go through ``./update-bots`` and
-  end ``updated`` (its checks there: ruff and mypy; the suites ran above).
+  end ``updated`` (its checks there: ruff; mypy and the suites ran above on the same updates).
 
 A new release adds itself: once its commit is in the history, it is one more earlier release.
 A shallow clone has no history to find releases in: the tests fail and say how to fetch it.
@@ -235,9 +235,10 @@ def test_bot_from_an_earlier_release_updates_and_its_ci_passes(
     assert git(bot, "status", "--porcelain") == "", "the checks left files behind"
 
 
+# ruff here; mypy and the suites ran on the same updates above (and cost minutes per bot).
 FLEET_CHECKS = " && ".join(
     f"{shlex.quote(PYTHON)} -m {tool}"
-    for tool in ("ruff check --no-cache .", "ruff format --check --no-cache .", "mypy")
+    for tool in ("ruff check --no-cache .", "ruff format --check --no-cache .")
 )
 
 
