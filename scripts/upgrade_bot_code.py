@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 import tempfile
 import warnings
@@ -286,6 +287,27 @@ PATCHES = (
         "",
     ),
     Patch(
+        "{package}/services/media.py",
+        "        # A Local Bot API server reads these files as another user.\n"
+        "        os.chmod(directory, 0o755)\n",
+        "        # Private (mkdtemp's 0o700): the Local Bot API server runs as the bot's uid.\n",
+        "media files stay private: no `os.chmod(directory, 0o755)` (bandit B103, in the bot's CI; "
+        "the Local Bot API server shares the bot's uid), and `import os` goes if unused",
+    ),
+    Patch("{package}/services/media.py", "\nimport os\n", "\n", ""),
+    Patch(
+        "tests/bot/test_media.py",
+        "        # Readable by a Local Bot API server running as another user.\n",
+        "        # Private: the Local Bot API server runs as the bot's uid.\n",
+        "the media test expects the private 0o700 of the media directory",
+    ),
+    Patch(
+        "tests/bot/test_media.py",
+        "assert stat.S_IMODE(bundle.directory.stat().st_mode) == 0o755\n",
+        "assert stat.S_IMODE(bundle.directory.stat().st_mode) == 0o700\n",
+        "",
+    ),
+    Patch(
         "tests/bot/test_conversations.py",
         '    return fake_api.calls("sendMessage", chat_id=CHANNEL)\n',
         '    calls: list[Any] = fake_api.calls("sendMessage", chat_id=CHANNEL)\n    return calls\n',
@@ -306,6 +328,8 @@ def apply_patches(path: str, source: str, package: str) -> tuple[str, list[str]]
     for patch in PATCHES:
         if patch.path.format(package=package) != path or patch.old not in source:
             continue
+        if patch.old == "\nimport os\n" and re.search(r"\bos\.", source):
+            continue  # still used
         source = source.replace(patch.old, patch.new, 1)
         if patch.why:
             whys.append(patch.why)
