@@ -307,6 +307,83 @@ PATCHES = (
         "assert stat.S_IMODE(bundle.directory.stat().st_mode) == 0o700\n",
         "",
     ),
+    # CRM: users stored the way analytics stores them (sanitised, capped), ids no BIGINT holds
+    # refused before the database (tests/shared/test_hostile_updates.py sends both).
+    Patch(
+        "{package}/services/crm.py",
+        "from datetime import datetime\n",
+        "from datetime import UTC, datetime\n",
+        "users are stored with ecosystem_shared.analytics_store.UserRow + upsert_users (sanitised "
+        "and capped, as analytics stores them) instead of the module's own INSERT",
+    ),
+    Patch(
+        "{package}/services/crm.py",
+        "\nfrom ecosystem_shared.db import Database\n",
+        "\nfrom ecosystem_shared.analytics_store import UserRow, upsert_users\n"
+        "from ecosystem_shared.db import Database\n",
+        "",
+    ),
+    Patch(
+        "{package}/services/crm.py",
+        '_ENSURE_USER = """\n'
+        "INSERT INTO shared.users (telegram_id, username, first_name, last_name, language_code)\n"
+        "VALUES ($1, $2, $3, $4, $5)\n"
+        "ON CONFLICT (telegram_id) DO NOTHING\n"
+        '"""\n',
+        "TIMEOUT = 10.0  # seconds per statement\n",
+        "",
+    ),
+    Patch(
+        "{package}/services/crm.py",
+        "        async with self.db.acquire() as conn, conn.transaction():\n"
+        "            await conn.execute(\n"
+        "                _ENSURE_USER,\n"
+        "                user.id,\n"
+        "                user.username,\n"
+        "                user.first_name,\n"
+        "                user.last_name,\n"
+        "                user.language_code,\n"
+        "            )\n",
+        "        row = UserRow(\n"
+        "            user.id,\n"
+        "            user.username,\n"
+        "            user.first_name,\n"
+        "            user.last_name,\n"
+        "            user.language_code,\n"
+        "            datetime.now(UTC),\n"
+        "        )\n"
+        "        async with self.db.acquire() as conn, conn.transaction():\n"
+        "            await upsert_users(conn, [row], TIMEOUT)\n",
+        "",
+    ),
+    Patch(
+        "{package}/handlers/crm.py",
+        "from ecosystem_shared.notifications import format_digest\n",
+        "from ecosystem_shared.notifications import format_digest\n"
+        "from ecosystem_shared.sanitize import clean_id\n",
+        "/subscribe, /orders and /grant take only user ids a BIGINT holds "
+        "(ecosystem_shared.sanitize.clean_id); others are no Telegram user's",
+    ),
+    Patch(
+        "{package}/handlers/crm.py",
+        "    user = message.from_user\n    if user is None:\n        return\n",
+        "    user = message.from_user\n    if user is None or clean_id(user.id) is None:\n"
+        "        return\n",
+        "",
+    ),
+    Patch(
+        "{package}/handlers/crm.py",
+        "    if message.from_user is None:\n        return\n",
+        "    if message.from_user is None or clean_id(message.from_user.id) is None:\n"
+        "        return\n",
+        "",
+    ),
+    Patch(
+        "{package}/handlers/crm.py",
+        '    if not args.lstrip("-").isdigit():\n',
+        '    if not args.lstrip("-").isdigit() or clean_id(int(args)) is None:\n',
+        "",
+    ),
     Patch(
         "tests/bot/test_conversations.py",
         '    return fake_api.calls("sendMessage", chat_id=CHANNEL)\n',
