@@ -385,6 +385,19 @@ PATCHES = (
         "",
     ),
     Patch(
+        "{package}/handlers/external.py",
+        "async def close_client(external_api: ExternalApiClient) -> None:\n"
+        "    await external_api.close()\n",
+        "async def close_client(dispatcher: Dispatcher) -> None:\n"
+        "    # Looked up on the dispatcher: shutdown hooks get the workflow data as it was before"
+        " startup.\n"
+        '    client = dispatcher.workflow_data.get("external_api")\n'
+        "    if isinstance(client, ExternalApiClient):\n"
+        "        await client.close()\n",
+        "the shutdown hook reads the API client from the dispatcher (aiogram passes shutdown "
+        "hooks the data as it was before startup: `external_api` is not among it)",
+    ),
+    Patch(
         "tests/bot/test_conversations.py",
         '    return fake_api.calls("sendMessage", chat_id=CHANNEL)\n',
         '    calls: list[Any] = fake_api.calls("sendMessage", chat_id=CHANNEL)\n    return calls\n',
