@@ -9,8 +9,8 @@ of copier.yml if higher). Then, for each earlier release and answer set, as a us
 
 - ``copier copy`` at the release, commit, ``copier update --trust --defaults`` to the working
   tree's tag: no conflict, no ``.rej``, the versioned migrations ran;
-- what the bot's CI runs: ``ruff check``, ``ruff format --check``, ``mypy`` and its whole suite,
-  ``pytest -m "slow or not slow"``; green with no hand edits;
+- what the bot's CI runs: ``ruff check``, ``ruff format --check``, ``mypy``, ``bandit``,
+  ``deptry`` and its whole suite, ``pytest -m "slow or not slow"``; green with no hand edits;
 - the same bots in an ecosystem rendered from the working tree go through ``./update-bots`` and
   end ``updated`` (its checks there: ruff; mypy and the suites ran above on the same updates).
 
@@ -218,10 +218,14 @@ def test_bot_from_an_earlier_release_updates_and_its_ci_passes(
     commit_all(bot, f"Update template to {template.target}")
 
     env = child_env()
+    package = str(recorded_answers(bot)["package_name"])
+    bandit = ["bandit", "-q", "-c", "pyproject.toml", "-r", "ecosystem_shared", package, "tests"]
     for what, cmd in [
         ("ruff check", [PYTHON, "-m", "ruff", "check", "--no-cache", "."]),
         ("ruff format --check", [PYTHON, "-m", "ruff", "format", "--check", "--no-cache", "."]),
         ("mypy", [PYTHON, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache")]),
+        ("bandit", [PYTHON, "-m", *bandit, "--severity-level", "medium"]),
+        ("deptry", [PYTHON, "-m", "deptry", "."]),
     ]:
         assert_ok(run(cmd, bot, timeout=TOOL_TIMEOUT, env=env), f"{what} after the update")
     suite = run(
