@@ -13,9 +13,12 @@ left as it is, and the step to do by hand is printed instead. The edits (CHANGEL
   ``build_router()`` calls the factories (``start.router()``);
 * imports of ``ecosystem_shared`` form their own group before the bot's package (the ruff isort
   sections of 0.2.0's pyproject.toml);
-* the few fixes 0.2.0 made to the generated code that its template-owned tests check
+* the fixes 0.2.0 made to the generated code that its template-owned tests and the bots' CI check
   (PATCHES below): CRM bots' ``ADMIN_USER_IDS`` moved from the shared settings into the bot's
-  ``Settings``; the greeting and /echo make any user input a message Telegram accepts.
+  ``Settings``, and they store users through ``UserRow`` + ``upsert_users`` and refuse ids no
+  BIGINT holds; the greeting and /echo make any user input a message Telegram accepts; the
+  external API bot's shutdown hook finds its client; media directories stay private (bandit);
+  ``tests/bot/test_conversations.py`` is mypy-clean.
 
 Run from the bot's root, as Copier runs migrations (copier.yml):
 ``python upgrade_bot_code.py --template <src> --from <old tag> --answers .copier-answers.yml``.
