@@ -19,7 +19,8 @@ PINNED_CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v
 
 
 def test_template_workflows_are_clean() -> None:
-    assert "ci.yml" in [path.name for path in workflow_files(REPO_ROOT)]
+    names = [path.name for path in workflow_files(REPO_ROOT)]
+    assert {"ci.yml", "release.yml"} <= set(names), names
     problems = workflow_problems(REPO_ROOT)
     assert not problems, "\n\n".join(problems)
 
