@@ -160,8 +160,8 @@ async def connect(url: str) -> asyncpg.Connection:
     return conn
 
 
-async def generate(conn: asyncpg.Connection, args: argparse.Namespace) -> float:
-    """Users, then events in chunks (each its own transaction); seconds taken."""
+async def generate(conn: asyncpg.Connection, url: str, args: argparse.Namespace) -> float:
+    """Users, then events in chunks (each its own transaction, ``--jobs`` at once); seconds."""
     end = datetime.now(UTC)
     start = end - timedelta(days=args.days)
     started = time.perf_counter()
@@ -184,16 +184,26 @@ async def generate(conn: asyncpg.Connection, args: argparse.Namespace) -> float:
             end,
         )
     chunk = max(args.events // 100, 10_000)
+    # Chunks of consecutive rows: the ones running at once fill different months (partitions).
+    pending = [(first, min(chunk, args.events - first)) for first in range(0, args.events, chunk)]
     done = 0
-    while done < args.events:
-        size = min(chunk, args.events - done)
-        await conn.execute(
-            GENERATE, done, size, args.users, args.bots, start, end, kinds(), args.events
-        )
-        done += size
-        elapsed = time.perf_counter() - started
-        say(f"  generated {done:,} events in {elapsed:.0f} s ({done / elapsed:,.0f}/s)")
-    # The generated ids are dense and ascending in time; the sequence moves past them.
+
+    async def worker(url: str) -> None:
+        nonlocal done
+        extra = await connect(url)
+        try:
+            while pending:
+                first, size = pending.pop(0)
+                await extra.execute(
+                    GENERATE, first, size, args.users, args.bots, start, end, kinds(), args.events
+                )
+                done += size
+                elapsed = time.perf_counter() - started
+                say(f"  generated {done:,} events in {elapsed:.0f} s ({done / elapsed:,.0f}/s)")
+        finally:
+            await extra.close()
+
+    await asyncio.gather(*(worker(url) for _ in range(max(args.jobs, 1))))
     await conn.execute("ANALYZE shared.analytics_events; ANALYZE shared.users")
     return time.perf_counter() - started
 
@@ -338,7 +348,7 @@ async def switch(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             await apply_migrations(conn, PLAIN_SCHEMA)
             gen = argparse.Namespace(**{**vars(args), "events": args.migrate_events})
             say(f"  generating {args.migrate_events:,} events in the plain table")
-            await generate(conn, gen)
+            await generate(conn, url, gen)
             before = await conn.fetchrow(
                 "SELECT count(*) AS n, sum(id) AS s FROM shared.analytics_events"
             )
@@ -394,33 +404,40 @@ async def switch(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"args": vars(args)}
     with postgres.running_server() as admin_url:
-        async with database(admin_url, "scale") as url:
-            conn = await connect(url)
-            try:
-                await apply_migrations(conn, shared_migrations())
-                say(f"1. generating {args.events:,} events, {args.users:,} users, {args.bots} bots")
-                out["generate_seconds"] = round(await generate(conn, args), 1)
-                say(f"   generation took {out['generate_seconds']} s")
-                say("2. rolling up every finished day")
-                started = time.perf_counter()
-                days = await roll_up_finished_days(conn, ZONE)
-                await catch_up_first_sights(conn)  # today's, as a bot's maintenance does
-                out["rollup_seconds"] = round(time.perf_counter() - started, 1)
-                out["rollup_days"] = len(days)
-                say(f"   {len(days)} days in {out['rollup_seconds']} s")
-                await conn.execute("VACUUM ANALYZE")
-                say(f"3. queries, {args.repeat} times each")
-                out["queries"] = await queries(conn, args.repeat)
-                say("5. sizes")
-                out["sizes"] = await sizes(conn)
-            finally:
-                await conn.close()
-        say(f"4. ingest, {args.ingest_rounds} rounds of {args.ingest_rows:,} events")
-        out["ingest"] = await ingest(admin_url, args)
+        if args.events:
+            await scale(admin_url, args, out)
+        if args.ingest_rounds:
+            say(f"4. ingest, {args.ingest_rounds} rounds of {args.ingest_rows:,} events")
+            out["ingest"] = await ingest(admin_url, args)
         if args.migrate_events:
             say(f"6. switching a plain table of {args.migrate_events:,} events")
             out["switch"] = await switch(admin_url, args)
     return out
+
+
+async def scale(admin_url: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Steps 1, 2, 3 and 5: generate, roll up, time the queries, sizes."""
+    async with database(admin_url, "scale") as url:
+        conn = await connect(url)
+        try:
+            await apply_migrations(conn, shared_migrations())
+            say(f"1. generating {args.events:,} events, {args.users:,} users, {args.bots} bots")
+            out["generate_seconds"] = round(await generate(conn, url, args), 1)
+            say(f"   generation took {out['generate_seconds']} s")
+            say("2. rolling up every finished day")
+            started = time.perf_counter()
+            days = await roll_up_finished_days(conn, ZONE)
+            await catch_up_first_sights(conn)  # today's, as a bot's maintenance does
+            out["rollup_seconds"] = round(time.perf_counter() - started, 1)
+            out["rollup_days"] = len(days)
+            say(f"   {len(days)} days in {out['rollup_seconds']} s")
+            await conn.execute("VACUUM ANALYZE")
+            say(f"3. queries, {args.repeat} times each")
+            out["queries"] = await queries(conn, args.repeat)
+            say("5. sizes")
+            out["sizes"] = await sizes(conn)
+        finally:
+            await conn.close()
 
 
 def main() -> int:
@@ -429,6 +446,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--jobs", type=int, default=1, help="connections generating at once")
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
     parser.add_argument("--ingest-rows", type=int, default=50_000)
     parser.add_argument("--ingest-rounds", type=int, default=4)
