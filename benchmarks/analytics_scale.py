@@ -160,6 +160,53 @@ async def connect(url: str) -> asyncpg.Connection:
     return conn
 
 
+async def deferrable(
+    conn: asyncpg.Connection, table: str
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Foreign keys and non-primary indexes of ``table``, with their definitions."""
+    keys = await conn.fetch(
+        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
+        " WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname",
+        table,
+    )
+    indexes = await conn.fetch(
+        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def"
+        " FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY 1",
+        table,
+    )
+    return keys, indexes
+
+
+@contextlib.asynccontextmanager
+async def bulk_load(conn: asyncpg.Connection, *, keep: bool) -> AsyncIterator[None]:
+    """The events' secondary indexes and foreign key dropped for the load, then made again
+    from their own definitions (as ``pg_restore`` does): one sorted build per index and one
+    check of the key instead of upkeep per row. The primary key stays (ids stay unique)."""
+    if keep:
+        yield
+        return
+    table = "shared.analytics_events"
+    keys, indexes = await deferrable(conn, table)
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key["conname"]}"')
+    for index in indexes:
+        await conn.execute(f"DROP INDEX {index['name']}")
+    yield
+    started = time.perf_counter()
+    await conn.execute("SET maintenance_work_mem = '256MB'")
+    for index in indexes:
+        await conn.execute(index["def"])
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{key["conname"]}" {key["def"]}')
+    await conn.execute("RESET maintenance_work_mem")
+    if await deferrable(conn, table) != (keys, indexes):
+        raise RuntimeError("the indexes or foreign key made again differ from the dropped ones")
+    say(
+        f"  {len(indexes)} indexes and {len(keys)} foreign key made in"
+        f" {time.perf_counter() - started:.0f} s"
+    )
+
+
 async def generate(conn: asyncpg.Connection, url: str, args: argparse.Namespace) -> float:
     """Users, then events in chunks (each its own transaction, ``--jobs`` at once); seconds."""
     end = datetime.now(UTC)
@@ -203,7 +250,8 @@ async def generate(conn: asyncpg.Connection, url: str, args: argparse.Namespace)
         finally:
             await extra.close()
 
-    await asyncio.gather(*(worker(url) for _ in range(max(args.jobs, 1))))
+    async with bulk_load(conn, keep=args.keep_indexes):
+        await asyncio.gather(*(worker(url) for _ in range(max(args.jobs, 1))))
     await conn.execute("ANALYZE shared.analytics_events; ANALYZE shared.users")
     return time.perf_counter() - started
 
@@ -447,6 +495,11 @@ def main() -> int:
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--jobs", type=int, default=1, help="connections generating at once")
+    parser.add_argument(
+        "--keep-indexes",
+        action="store_true",
+        help="generate with every index and the foreign key kept up per row (slower)",
+    )
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
     parser.add_argument("--ingest-rows", type=int, default=50_000)
     parser.add_argument("--ingest-rounds", type=int, default=4)
