@@ -163,14 +163,16 @@ async def connect(url: str) -> asyncpg.Connection:
 async def deferrable(
     conn: asyncpg.Connection, table: str
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """Foreign keys and non-primary indexes of ``table``, with their definitions."""
+    """Foreign keys and non-primary indexes of ``table``, with their definitions and whether
+    each is valid (an index of a partitioned table is valid once every partition has it)."""
     keys = await conn.fetch(
         "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
         " WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname",
         table,
     )
     indexes = await conn.fetch(
-        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def"
+        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def,"
+        " i.indisvalid AS valid"
         " FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY 1",
         table,
     )
@@ -195,7 +197,8 @@ async def bulk_load(conn: asyncpg.Connection, *, keep: bool) -> AsyncIterator[No
     started = time.perf_counter()
     await conn.execute("SET maintenance_work_mem = '256MB'")
     for index in indexes:
-        await conn.execute(index["def"])
+        # A partitioned table's index reads "ON ONLY": that would make the parent's alone.
+        await conn.execute(index["def"].replace(" ON ONLY ", " ON ", 1))
     for key in keys:
         await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{key["conname"]}" {key["def"]}')
     await conn.execute("RESET maintenance_work_mem")
