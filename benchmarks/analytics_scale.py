@@ -166,8 +166,58 @@ async def connect(url: str) -> asyncpg.Connection:
     return conn
 
 
-async def generate(conn: asyncpg.Connection, args: argparse.Namespace) -> float:
-    """Users, then events in chunks (each its own transaction); seconds taken."""
+async def deferrable(
+    conn: asyncpg.Connection, table: str
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Foreign keys and non-primary indexes of ``table``, with their definitions and whether
+    each is valid (an index of a partitioned table is valid once every partition has it)."""
+    keys = await conn.fetch(
+        "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
+        " WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname",
+        table,
+    )
+    indexes = await conn.fetch(
+        "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def,"
+        " i.indisvalid AS valid"
+        " FROM pg_index i WHERE i.indrelid = $1::regclass AND NOT i.indisprimary ORDER BY 1",
+        table,
+    )
+    return keys, indexes
+
+
+@contextlib.asynccontextmanager
+async def bulk_load(conn: asyncpg.Connection, *, keep: bool) -> AsyncIterator[None]:
+    """The events' secondary indexes and foreign key dropped for the load, then made again
+    from their own definitions (as ``pg_restore`` does): one sorted build per index and one
+    check of the key instead of upkeep per row. The primary key stays (ids stay unique)."""
+    if keep:
+        yield
+        return
+    table = "shared.analytics_events"
+    keys, indexes = await deferrable(conn, table)
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{key["conname"]}"')
+    for index in indexes:
+        await conn.execute(f"DROP INDEX {index['name']}")
+    yield
+    started = time.perf_counter()
+    await conn.execute("SET maintenance_work_mem = '256MB'")
+    for index in indexes:
+        # A partitioned table's index reads "ON ONLY": that would make the parent's alone.
+        await conn.execute(index["def"].replace(" ON ONLY ", " ON ", 1))
+    for key in keys:
+        await conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{key["conname"]}" {key["def"]}')
+    await conn.execute("RESET maintenance_work_mem")
+    if await deferrable(conn, table) != (keys, indexes):
+        raise RuntimeError("the indexes or foreign key made again differ from the dropped ones")
+    say(
+        f"  {len(indexes)} indexes and {len(keys)} foreign key made in"
+        f" {time.perf_counter() - started:.0f} s"
+    )
+
+
+async def generate(conn: asyncpg.Connection, url: str, args: argparse.Namespace) -> float:
+    """Users, then events in chunks (each its own transaction, ``--jobs`` at once); seconds."""
     end = datetime.now(UTC)
     start = end - timedelta(days=args.days)
     started = time.perf_counter()
@@ -190,16 +240,27 @@ async def generate(conn: asyncpg.Connection, args: argparse.Namespace) -> float:
             end,
         )
     chunk = max(args.events // 100, 10_000)
+    # Chunks of consecutive rows: the ones running at once fill different months (partitions).
+    pending = [(first, min(chunk, args.events - first)) for first in range(0, args.events, chunk)]
     done = 0
-    while done < args.events:
-        size = min(chunk, args.events - done)
-        await conn.execute(
-            GENERATE, done, size, args.users, args.bots, start, end, kinds(), args.events
-        )
-        done += size
-        elapsed = time.perf_counter() - started
-        say(f"  generated {done:,} events in {elapsed:.0f} s ({done / elapsed:,.0f}/s)")
-    # The generated ids are dense and ascending in time; the sequence moves past them.
+
+    async def worker(url: str) -> None:
+        nonlocal done
+        extra = await connect(url)
+        try:
+            while pending:
+                first, size = pending.pop(0)
+                await extra.execute(
+                    GENERATE, first, size, args.users, args.bots, start, end, kinds(), args.events
+                )
+                done += size
+                elapsed = time.perf_counter() - started
+                say(f"  generated {done:,} events in {elapsed:.0f} s ({done / elapsed:,.0f}/s)")
+        finally:
+            await extra.close()
+
+    async with bulk_load(conn, keep=args.keep_indexes):
+        await asyncio.gather(*(worker(url) for _ in range(max(args.jobs, 1))))
     await conn.execute("ANALYZE shared.analytics_events; ANALYZE shared.users")
     return time.perf_counter() - started
 
@@ -388,7 +449,7 @@ async def switch(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
             await apply_migrations(conn, PLAIN_SCHEMA)
             gen = argparse.Namespace(**{**vars(args), "events": args.migrate_events})
             say(f"  generating {args.migrate_events:,} events in the plain table")
-            await generate(conn, gen)
+            await generate(conn, url, gen)
             before = await conn.fetchrow(
                 "SELECT count(*) AS n, sum(id) AS s FROM shared.analytics_events"
             )
@@ -444,35 +505,42 @@ async def switch(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"args": vars(args)}
     with postgres.running_server() as admin_url:
-        async with database(admin_url, "scale") as url:
-            conn = await connect(url)
-            try:
-                await apply_migrations(conn, shared_migrations())
-                say(f"1. generating {args.events:,} events, {args.users:,} users, {args.bots} bots")
-                out["generate_seconds"] = round(await generate(conn, args), 1)
-                say(f"   generation took {out['generate_seconds']} s")
-                say("2. rolling up every finished day")
-                started = time.perf_counter()
-                days = await roll_up_finished_days(conn, ZONE)
-                await catch_up_first_sights(conn)  # today's, as a bot's maintenance does
-                out["rollup_seconds"] = round(time.perf_counter() - started, 1)
-                out["rollup_days"] = len(days)
-                say(f"   {len(days)} days in {out['rollup_seconds']} s")
-                say("2b. the audience from the events (04-audience.sql's backfill)")
-                out["audience"] = await fill_audience(conn)
-                await conn.execute("VACUUM ANALYZE")
-                say(f"3. queries, {args.repeat} times each")
-                out["queries"] = await queries(conn, args.repeat)
-                say("5. sizes")
-                out["sizes"] = await sizes(conn)
-            finally:
-                await conn.close()
-        say(f"4. ingest, {args.ingest_rounds} rounds of {args.ingest_rows:,} events")
-        out["ingest"] = await ingest(admin_url, args)
+        if args.events:
+            await scale(admin_url, args, out)
+        if args.ingest_rounds:
+            say(f"4. ingest, {args.ingest_rounds} rounds of {args.ingest_rows:,} events")
+            out["ingest"] = await ingest(admin_url, args)
         if args.migrate_events:
             say(f"6. switching a plain table of {args.migrate_events:,} events")
             out["switch"] = await switch(admin_url, args)
     return out
+
+
+async def scale(admin_url: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Steps 1, 2, 2b, 3 and 5: generate, roll up, fill the audience, time the queries, sizes."""
+    async with database(admin_url, "scale") as url:
+        conn = await connect(url)
+        try:
+            await apply_migrations(conn, shared_migrations())
+            say(f"1. generating {args.events:,} events, {args.users:,} users, {args.bots} bots")
+            out["generate_seconds"] = round(await generate(conn, url, args), 1)
+            say(f"   generation took {out['generate_seconds']} s")
+            say("2. rolling up every finished day")
+            started = time.perf_counter()
+            days = await roll_up_finished_days(conn, ZONE)
+            await catch_up_first_sights(conn)  # today's, as a bot's maintenance does
+            out["rollup_seconds"] = round(time.perf_counter() - started, 1)
+            out["rollup_days"] = len(days)
+            say(f"   {len(days)} days in {out['rollup_seconds']} s")
+            say("2b. the audience from the events (04-audience.sql's backfill)")
+            out["audience"] = await fill_audience(conn)
+            await conn.execute("VACUUM ANALYZE")
+            say(f"3. queries, {args.repeat} times each")
+            out["queries"] = await queries(conn, args.repeat)
+            say("5. sizes")
+            out["sizes"] = await sizes(conn)
+        finally:
+            await conn.close()
 
 
 def main() -> int:
@@ -481,6 +549,12 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--jobs", type=int, default=1, help="connections generating at once")
+    parser.add_argument(
+        "--keep-indexes",
+        action="store_true",
+        help="generate with every index and the foreign key kept up per row (slower)",
+    )
     parser.add_argument("--repeat", type=int, default=20, help="runs of each query")
     parser.add_argument("--ingest-rows", type=int, default=50_000)
     parser.add_argument("--ingest-rounds", type=int, default=4)
