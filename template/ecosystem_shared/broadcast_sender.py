@@ -164,6 +164,8 @@ class BroadcastSender:
         lost = await store.recover_in_flight(conn, job_id)
         if lost:
             logger.warning("Broadcast %s: %s recipients were in flight: unknown", job_id, lost)
+        if not await store.is_running(conn, job_id):
+            return  # finished, paused or cancelled between the look-up and the lock
         message = await store.get_message(conn, job_id)
         failures = 0
         logger.info("Broadcast %s: sending", job_id)

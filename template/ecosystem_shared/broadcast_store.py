@@ -269,6 +269,12 @@ async def runnable_jobs(conn: Any, bot_name: str) -> list[int]:
     return [int(row["id"]) for row in rows]
 
 
+async def is_running(conn: Any, job_id: int) -> bool:
+    """Still to send: a sender that took the job's lock just after another finished it stops."""
+    state = await conn.fetchval("SELECT state FROM shared.broadcasts WHERE id = $1", job_id)
+    return bool(state == "running")
+
+
 async def recover_in_flight(conn: Any, job_id: int) -> int:
     """Rows a previous sender left in flight (it died or lost the database): maybe delivered,
     so ``unknown``, never resent. Run only by the job's lock holder."""
