@@ -3,7 +3,8 @@
 In order: tell the database which event types are this bot's main activity, finish the switch
 to the partitioned events table (see :mod:`ecosystem_shared.partitions`; only one bot copies),
 create the coming months' partitions, roll up the finished days (see
-:mod:`ecosystem_shared.rollups`), and, with ``ANALYTICS_RETENTION_MONTHS`` set, drop expired
+:mod:`ecosystem_shared.rollups`), sum the audience's count deltas into one row a bot
+(:mod:`ecosystem_shared.audience`), and, with ``ANALYTICS_RETENTION_MONTHS`` set, drop expired
 partitions (:mod:`ecosystem_shared.retention`; one bot a day, elected like the digest's sender).
 Every step is idempotent and safe to run from all bots at once; failures are logged and the next
 run (reconnect or the daily job) tries again. Runs in the background: the bot answers meanwhile.
@@ -21,6 +22,7 @@ import asyncpg
 import pytz
 
 from ecosystem_shared.analytics_store import RETRYABLE
+from ecosystem_shared.audience import compact_counts
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import claim_job, finish_job
 from ecosystem_shared.partitions import finish_partitioning, maintain_partitions
@@ -82,6 +84,7 @@ class AnalyticsMaintenance:
                 await maintain_partitions(conn)
                 await roll_up_finished_days(conn, self.timezone, now=now)
                 await catch_up_first_sights(conn)
+                await compact_counts(conn)
                 if self.retention_months is not None:
                     await self._retention(conn, self.retention_months, now)
         except (*RETRYABLE, asyncpg.PostgresError) as error:

@@ -116,6 +116,13 @@ class SharedSettings(BaseSettings):
     # Shared state of several processes (FSM, per-user locks, rate limits); empty = in memory.
     REDIS_URL: SecretStr | None = None
 
+    # Comma-separated Telegram user ids allowed to run admin commands (/broadcast, /stats...).
+    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
+    # Broadcast messages per second (ecosystem_shared/broadcast_sender.py). Telegram allows
+    # about 30 per second per bot for bulk messages (core.telegram.org/bots/faq, 2026-12-05):
+    # 25 leaves the rest for replies to users.
+    BROADCAST_RATE: float = Field(default=25.0, gt=0, le=1000)
+
     @field_validator("BOT_TOKEN")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
@@ -164,6 +171,16 @@ class SharedSettings(BaseSettings):
             return None
         return value
 
+    @field_validator("ADMIN_USER_IDS", mode="before")
+    @classmethod
+    def _id_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            if not all(item.lstrip("-").isdigit() for item in items):
+                raise ValueError("expected comma-separated numeric Telegram user ids")
+            return frozenset(int(item) for item in items)
+        return value
+
     @field_validator("ANALYTICS_MAIN_EVENTS", mode="before")
     @classmethod
     def _event_types(cls, value: Any) -> Any:
@@ -206,7 +223,7 @@ class SharedSettings(BaseSettings):
     def _api_url_shape(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not value.startswith(("http://", "https://")) or "://" == value[-3:]:
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
             raise ValueError("expected an http(s) URL such as http://telegram-bot-api:8081")
         return value.rstrip("/")
 

@@ -13,6 +13,7 @@ class SharedTexts:
     digest_title: str
     digest_empty: str
     digest_line: str  # {bot_name} {new_users} {starts} {errors}
+    digest_audience: str  # {reachable} {blocked}
     digest_total: str  # {new_users}
     chart_title: str  # {first} {last} {timezone}
     chart_new_users: str
@@ -29,6 +30,7 @@ TEXTS: dict[str, SharedTexts] = {
         digest_title="📊 Дайджест за сутки ({period})",
         digest_empty="Событий за сутки не было.",
         digest_line=("<b>{bot_name}</b>: новых {new_users}, /start {starts}, ошибок {errors}"),
+        digest_audience="  👥 доступны {reachable}, заблокировали бота {blocked}",
         digest_total="Новых пользователей в экосистеме: {new_users}",
         chart_title="Боты за 14 дней: {first} – {last} ({timezone})",
         chart_new_users="Новые пользователи (впервые в экосистеме)",
@@ -43,6 +45,7 @@ TEXTS: dict[str, SharedTexts] = {
         digest_title="📊 Daily digest ({period})",
         digest_empty="No events in the last 24 hours.",
         digest_line="<b>{bot_name}</b>: new {new_users}, /start {starts}, errors {errors}",
+        digest_audience="  👥 reachable {reachable}, blocked the bot {blocked}",
         digest_total="New users in the ecosystem: {new_users}",
         chart_title="Bots over 14 days: {first} – {last} ({timezone})",
         chart_new_users="New users (new to the ecosystem)",

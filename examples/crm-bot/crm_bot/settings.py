@@ -4,7 +4,7 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import NoDecode
 
 from ecosystem_shared.config import SharedSettings
@@ -29,15 +29,4 @@ class Settings(SharedSettings):
     # CRM
     SUBSCRIPTION_DAYS: int = Field(default=30, ge=1, le=3650)
     SUBSCRIPTION_PRICE: float = Field(default=299.0, ge=0)
-    # Comma-separated Telegram user ids allowed to run /grant and /stats.
-    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
-
-    @field_validator("ADMIN_USER_IDS", mode="before")
-    @classmethod
-    def _id_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            items = [item.strip() for item in value.split(",") if item.strip()]
-            if not all(item.lstrip("-").isdigit() for item in items):
-                raise ValueError("expected comma-separated numeric Telegram user ids")
-            return frozenset(int(item) for item in items)
-        return value
+    # ADMIN_USER_IDS (who may run /grant, /stats, /broadcast) is a shared setting.

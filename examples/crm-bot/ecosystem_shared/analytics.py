@@ -30,17 +30,19 @@ from ecosystem_shared.analytics_store import (
     RETRYABLE,
     Row,
     UserRow,
+    audience_sights,
     first_sights,
     upsert_users,
     write_batch,
 )
+from ecosystem_shared.audience import AudienceMark, SightKey, StoredSight
 from ecosystem_shared.db import Database
+from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import roll_up_finished_days
 from ecosystem_shared.sanitize import NAME_LIMIT, clean_event_data, clean_id, clean_text
 from ecosystem_shared.stats import (
     BotStats,
     DailyStats,
-    local_day_bounds,
     query_daily_stats,
     query_day_stats,
 )
@@ -87,6 +89,8 @@ class Analytics:
         self._known_limit = known_users
         # (user, bot) pairs whose first sight is stored: their events skip that upsert.
         self._known_pairs: OrderedDict[tuple[int, str], None] = OrderedDict()
+        # (bot, user) -> the last sight and language this process wrote to the audience.
+        self._stored_sights: OrderedDict[SightKey, StoredSight] = OrderedDict()
         self._dropped = 0
         self.written = 0  # rows committed (users and events)
         # /start upserts that could not run at once (database busy or lost) and went to the
@@ -232,6 +236,44 @@ class Analytics:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def mark_blocked(
+        self, telegram_id: int | None, *, bot_name: str | None = None, at: datetime | None = None
+    ) -> None:
+        """The user blocked the bot or deleted the account (a ``my_chat_member`` "kicked", a
+        403 to a send): buffered like an event, applied to ``shared.bot_audience`` with the next
+        batch. Never raises, never waits."""
+        self._add_mark(telegram_id, True, bot_name, at, None)
+
+    def mark_reachable(
+        self,
+        telegram_id: int | None,
+        *,
+        language_code: str | None = None,
+        bot_name: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """The user can be messaged again (``my_chat_member`` "member"): buffered like
+        :meth:`mark_blocked`."""
+        self._add_mark(telegram_id, False, bot_name, at, language_code)
+
+    def _add_mark(
+        self,
+        telegram_id: int | None,
+        blocked: bool,
+        bot_name: str | None,
+        at: datetime | None,
+        language_code: str | None,
+    ) -> None:
+        user_id = clean_id(telegram_id)
+        if not self._enabled or user_id is None:
+            return
+        try:
+            bot = (clean_text(bot_name, NAME_LIMIT) if bot_name else None) or self.bot_name
+            when = at or datetime.now(UTC)
+            self._enqueue(AudienceMark(bot, user_id, blocked, when, language_code))
+        except Exception:
+            logger.exception("Analytics: audience mark failed")
+
     async def get_daily_stats(self, bot_name: str | None = None) -> DailyStats:
         """Counts of the last 24 h, per bot (one bot with ``bot_name``); empty without a DB."""
         end = datetime.now(UTC)
@@ -364,8 +406,15 @@ class Analytics:
     def _remember(self, ids: list[int], batch: list[Row] | None = None) -> None:
         _keep_recent(self._known, ids, self._known_limit)
         if batch is not None:
-            events = [row for row in batch if not isinstance(row, UserRow)]
+            events = [row for row in batch if isinstance(row, tuple)]
             _keep_recent(self._known_pairs, list(first_sights(events)), self._known_limit)
+            for sight in audience_sights(batch, self._stored_sights):  # what the batch wrote
+                key = (sight.bot_name, sight.telegram_id)
+                known = self._stored_sights.get(key, (sight.last, None))[1]
+                self._stored_sights[key] = (sight.last, sight.language_code or known)
+                self._stored_sights.move_to_end(key)
+            while len(self._stored_sights) > self._known_limit:
+                self._stored_sights.popitem(last=False)
 
     async def _on_db_connected(self) -> None:
         self._report_drops()  # the full count of an outage, not only its first drop
@@ -396,7 +445,9 @@ class Analytics:
                 batch = list(itertools.islice(self._buffer, self._batch_size))
                 try:
                     async with self.db.acquire(timeout=OP_TIMEOUT) as conn:
-                        user_ids = await write_batch(conn, batch, OP_TIMEOUT, self._known_pairs)
+                        user_ids = await write_batch(
+                            conn, batch, OP_TIMEOUT, self._known_pairs, self._stored_sights
+                        )
                 except RETRYABLE as error:
                     logger.debug("Analytics: batch kept for later: %r", error)
                     self._blocked = True

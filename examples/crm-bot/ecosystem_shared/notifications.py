@@ -59,6 +59,8 @@ def format_digest(stats: DailyStats, language: str) -> list[str]:
                 errors=bot.errors,
             )
         )
+        if bot.reachable is not None:
+            lines.append(texts.digest_audience.format(reachable=bot.reachable, blocked=bot.blocked))
         for event_type, count in sorted(bot.events.items(), key=lambda item: (-item[1], item[0])):
             lines.append(f"  • {html.escape(event_type)}: {count}")
     lines.append("")

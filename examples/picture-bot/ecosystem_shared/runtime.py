@@ -31,6 +31,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
+from ecosystem_shared.audience_tracking import BlockedChatWatch, audience_router
+from ecosystem_shared.broadcast_admin import ProgressReporter, broadcast_router
+from ecosystem_shared.broadcast_sender import BroadcastSender
 from ecosystem_shared.config import SharedSettings, load_settings
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import last_digest_sent, schedule_digest, send_digest_once
@@ -74,6 +77,8 @@ class Services:
     charts: ChartService
     metrics: BotMetrics
     maintenance: AnalyticsMaintenance
+    broadcasts: BroadcastSender
+    broadcast_progress: ProgressReporter
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -84,6 +89,8 @@ class Services:
             "notifier": self.notifier,
             "charts": self.charts,
             "metrics": self.metrics,
+            "broadcasts": self.broadcasts,
+            "broadcast_progress": self.broadcast_progress,
             "bot_name": self.settings.BOT_NAME,
         }
 
@@ -120,6 +127,7 @@ def build_services(
         enabled=settings.DIGEST_CHART,
     )
     notifier = Notifier(bot, settings.ANALYTICS_CHANNEL_ID, settings.LANGUAGE, charts)
+    bot.session.middleware(BlockedChatWatch(analytics))  # a 403 to any send marks the user
     if metrics is None:
         metrics = BotMetrics(settings.bot_label, polling=settings.RUN_MODE == "polling")
         collect = bool(settings.METRICS_PORT)
@@ -135,12 +143,27 @@ def build_services(
         main_events=settings.ANALYTICS_MAIN_EVENTS,
         retention_months=settings.ANALYTICS_RETENTION_MONTHS,
     )
+    broadcasts = BroadcastSender(db, bot, settings.BOT_NAME, settings.BROADCAST_RATE)
+    progress = ProgressReporter(bot, db, settings)
+    broadcasts.on_progress.append(progress.report)
     shared = None
     if settings.redis_url:
         from ecosystem_shared.shared_state import SharedState
 
         shared = SharedState(settings.redis_url)
-    return Services(settings, bot, db, analytics, notifier, charts, metrics, maintenance, shared)
+    return Services(
+        settings,
+        bot,
+        db,
+        analytics,
+        notifier,
+        charts,
+        metrics,
+        maintenance,
+        broadcasts,
+        progress,
+        shared,
+    )
 
 
 def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatcher:
@@ -168,7 +191,9 @@ def build_dispatcher(services: Services, routers: Sequence[Router]) -> Dispatche
     # One limiter for both, so a user cannot double their budget with buttons.
     dp.message.outer_middleware(limiter)
     dp.callback_query.outer_middleware(limiter)
-    dp.include_routers(*routers)
+    # my_chat_member of private chats -> the audience (then passed on to the bot's routers).
+    # The admin's /broadcast and /broadcasts (anyone else falls through to the bot's routers).
+    dp.include_routers(audience_router(), broadcast_router(), *routers)
     if services.metrics.collecting:
         services.metrics.instrument(dp)
     return dp
@@ -259,6 +284,12 @@ async def run_services(
     if polling is not None:
         services.bot.session.middleware(polling)
     liveness = asyncio.create_task(_keep_alive(settings.HEALTH_FILE, polling))
+    # Broadcast jobs of this bot, sent between replies (one sender per job: the database says).
+    sender = (
+        asyncio.create_task(services.broadcasts.run(), name="broadcasts")
+        if services.db.enabled
+        else None
+    )
     try:
         if commands:
             with contextlib.suppress(Exception):
@@ -282,6 +313,10 @@ async def run_services(
             )
     finally:
         liveness.cancel()
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         if stop_metrics is not None:
             await stop_metrics()
         scheduler.shutdown(wait=False)

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 # Not retried: a late callback answer is useless (Telegram expires it), and polling has its own
 # backoff in the dispatcher.
 _NOT_RETRIED = (AnswerCallbackQuery, GetUpdates)
+# Set by a caller that handles 429s and errors itself (the broadcast sender holds a whole job
+# on a 429 instead of each send waiting on its own): RetryMiddleware lets its requests through.
+NO_RETRIES: ContextVar[bool] = ContextVar("no_retries", default=False)
 
 
 class RetryMiddleware(BaseRequestMiddleware):
@@ -53,7 +57,8 @@ class RetryMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Any:
-        retried = not isinstance(method, _NOT_RETRIED)  # a bool: no narrowing of `method`
+        # a bool: no narrowing of `method`
+        retried = not isinstance(method, _NOT_RETRIED) and not NO_RETRIES.get()
         if not retried:
             return await make_request(bot, method)
         attempt = 1

@@ -1,15 +1,26 @@
-"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY."""
+"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY, the
+audience's sights and block marks (:mod:`ecosystem_shared.audience`) in the same transaction."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from ecosystem_shared.audience import (
+    AudienceMark,
+    Sight,
+    SightKey,
+    StoredSight,
+    apply_marks,
+    due_sights,
+    sights_of,
+    upsert_sights,
+)
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
 from ecosystem_shared.sanitize import (
@@ -106,7 +117,7 @@ class UserRow:
 
 
 EventRow = tuple[int | None, str, str, Any, datetime]  # in EVENT_COLUMNS order
-Row = UserRow | EventRow
+Row = UserRow | EventRow | AudienceMark
 
 
 async def upsert_users(
@@ -136,19 +147,33 @@ def first_sights(events: Iterable[EventRow]) -> dict[tuple[int, str], datetime]:
     return found
 
 
+def audience_sights(batch: list[Row], stored: Mapping[SightKey, StoredSight]) -> list[Sight]:
+    """The audience sights of ``batch`` to write: see :func:`audience.due_sights`."""
+    users = {row.telegram_id: row for row in batch if isinstance(row, UserRow)}
+    languages = {user_id: user.language_code for user_id, user in users.items()}
+    events = ((row[0], row[1], row[4]) for row in batch if isinstance(row, tuple))
+    return due_sights(sights_of(events, languages), stored)
+
+
 async def write_batch(
     conn: asyncpg.Connection,
     batch: list[Row],
     timeout: float,
     known_pairs: Container[tuple[int, str]] = (),
+    stored_sights: Mapping[SightKey, StoredSight] | None = None,
 ) -> list[int]:
-    """Users, placeholder users, events, then first sights of (user, bot) pairs not in
-    ``known_pairs``, in one transaction. Returns the upserted ids."""
+    """Users, placeholder users, events, first sights of (user, bot) pairs not in
+    ``known_pairs``, the audience's sights (those ``stored_sights`` does not make redundant),
+    then its block marks, in one transaction (a mark observed after an event of the batch is
+    applied after it). Returns the upserted ids."""
     users: dict[int, UserRow] = {}
     events: list[EventRow] = []
+    marks: list[AudienceMark] = []
     for row in batch:
         if isinstance(row, UserRow):
             users[row.telegram_id] = row  # later rows carry newer facts
+        elif isinstance(row, AudienceMark):
+            marks.append(row)
         else:
             events.append(row)
     user_ids = sorted(users)
@@ -164,6 +189,10 @@ async def write_batch(
             if pairs:
                 columns = ([p[0] for p in pairs], [p[1] for p in pairs], [sights[p] for p in pairs])
                 await conn.execute(UPSERT_FIRST_SIGHTS, *columns, timeout=timeout)
+            seen = audience_sights(batch, stored_sights or {})
+            await upsert_sights(conn, seen, timeout=timeout)
+        if marks:
+            await apply_marks(conn, marks, timeout=timeout)
     return user_ids
 
 

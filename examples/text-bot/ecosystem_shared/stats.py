@@ -1,4 +1,5 @@
-"""Daily statistics over ``shared.analytics_events`` and ``shared.users`` (digest, /stats).
+"""Daily statistics over ``shared.analytics_events`` and ``shared.users`` (digest, /stats), and
+each bot's audience from ``shared.bot_audience`` (reachable now, blocks in the period).
 
 Whole local days (the digest, the chart) are read from the daily rollups
 (:mod:`ecosystem_shared.rollups`) where they exist. Recomputing them, after a bulk import say::
@@ -14,13 +15,14 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dt_time
+from datetime import date, datetime, timedelta
 
 import asyncpg
 import pytz
 
+from ecosystem_shared.audience import audience_counts_between
 from ecosystem_shared.cli_support import add_common_options, checked_common, iso_day
+from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import last_finished_day, rebuild
 
 # Shown as their own numbers (starts, errors), not again among "other events".
@@ -34,6 +36,8 @@ class BotStats:
     starts: int = 0  # user_start events
     errors: int = 0  # error events
     events: dict[str, int] = field(default_factory=dict)  # every other event type -> count
+    reachable: int | None = None  # users the bot can message now (None: no audience known)
+    blocked: int = 0  # users whose block of the bot was observed in the period
 
 
 @dataclass(slots=True)
@@ -80,16 +84,6 @@ WHERE zone = $1 AND day = $2 AND ($3::text IS NULL OR bot_name = $3) AND new_to_
 """
 
 
-def local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
-    """Start and end (exclusive, UTC) of ``day`` in ``timezone``: 23 or 25 hours on DST days."""
-    zone = pytz.timezone(timezone)
-    start, end = (
-        zone.localize(datetime.combine(d, dt_time())).astimezone(UTC)
-        for d in (day, day + timedelta(days=1))
-    )
-    return start, end
-
-
 def _add_counts(stats: DailyStats, rows: list[asyncpg.Record]) -> None:
     for row in rows:
         bot = stats.bots.setdefault(row["bot_name"], BotStats())
@@ -104,6 +98,19 @@ def _add_counts(stats: DailyStats, rows: list[asyncpg.Record]) -> None:
 def _add_new_per_bot(stats: DailyStats, rows: list[asyncpg.Record]) -> None:
     for row in rows:
         stats.bots.setdefault(row["bot_name"], BotStats()).new_users = row["n"]
+
+
+async def _add_audience(
+    conn: asyncpg.Connection, stats: DailyStats, bot_name: str | None, timeout: float | None
+) -> None:
+    """Reachable users now and blocks in the period, per bot: a bot without events in the
+    period is listed too when it has an audience."""
+    counts = await audience_counts_between(
+        conn, stats.period_start, stats.period_end, bot_name=bot_name, timeout=timeout
+    )
+    for name, audience in counts.items():
+        bot = stats.bots.setdefault(name, BotStats())
+        bot.reachable, bot.blocked = audience.reachable, audience.blocked_in_period
 
 
 async def query_day_stats(
@@ -124,6 +131,7 @@ async def query_day_stats(
     _add_new_per_bot(
         stats, await conn.fetch(_DAY_NEW_PER_BOT, timezone, day, bot_name, timeout=timeout)
     )
+    await _add_audience(conn, stats, bot_name, timeout)
     return stats
 
 
@@ -140,6 +148,7 @@ async def query_daily_stats(
     _add_counts(stats, await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout))
     rows = await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout)
     _add_new_per_bot(stats, rows)
+    await _add_audience(conn, stats, bot_name, timeout)
     return stats
 
 

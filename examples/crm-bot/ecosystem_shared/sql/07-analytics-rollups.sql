@@ -89,6 +89,24 @@ LANGUAGE sql STABLE AS $$
     SELECT day::timestamp AT TIME ZONE zone, (day + 1)::timestamp AT TIME ZONE zone
 $$;
 
+-- Users whose shared.users.first_seen falls in [lo, hi), counted for the bot that saw them
+-- first. An aggregate over each user's rows, not ORDER BY first_seen LIMIT 1: without statistics
+-- on analytics_bot_users (the first start after the upgrade fills it from empty, day by day, and
+-- autovacuum analyzes it later) the planner answered the LIMIT 1 by walking the whole first_seen
+-- index for every user, minutes per day at 100 M events (benchmarks/analytics_scale.py). The
+-- aggregate can only be read through the user's own rows: the primary key.
+CREATE OR REPLACE FUNCTION shared.analytics_first_bots(lo TIMESTAMPTZ, hi TIMESTAMPTZ)
+RETURNS TABLE (first_bot TEXT, users BIGINT) LANGUAGE sql STABLE AS $$
+    SELECT first.bot_name, count(*)
+    FROM shared.users u
+    CROSS JOIN LATERAL (
+        SELECT (array_agg(b.bot_name ORDER BY b.first_seen, b.bot_name))[1] AS bot_name
+        FROM shared.analytics_bot_users b WHERE b.telegram_id = u.telegram_id
+    ) first
+    WHERE u.first_seen >= lo AND u.first_seen < hi AND first.bot_name IS NOT NULL
+    GROUP BY first.bot_name
+$$;
+
 -- (Re)compute one day: idempotent, one transaction. Days must be rolled up in order (the
 -- first-seen rows of earlier days are read); rebuilds delete the first-seen rows from their
 -- first day on and roll forward (see ecosystem_shared/rollups.py).
@@ -130,14 +148,7 @@ BEGIN
         WHERE b.first_seen >= lo AND b.first_seen < hi
         GROUP BY b.bot_name
         UNION ALL
-        SELECT first.bot_name, 0, 0, count(*)
-        FROM shared.users u
-        CROSS JOIN LATERAL (
-            SELECT b.bot_name FROM shared.analytics_bot_users b
-            WHERE b.telegram_id = u.telegram_id ORDER BY b.first_seen, b.bot_name LIMIT 1
-        ) first
-        WHERE u.first_seen >= lo AND u.first_seen < hi
-        GROUP BY first.bot_name
+        SELECT f.first_bot, 0, 0, f.users FROM shared.analytics_first_bots(lo, hi) f
     ) parts
     GROUP BY bot_name;
 

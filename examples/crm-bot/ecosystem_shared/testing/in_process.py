@@ -8,6 +8,10 @@ passes the dispatcher, the bots and the workflow data); the shutdown hooks and c
 end of the test. Its Bot talks HTTP to the test's :class:`FakeBotAPI`; updates are fed straight
 into the dispatcher (no polling), so a test knows each one was handled when ``feed`` returns.
 
+Bots made by template 0.1.0 keep their routers at module level; each new dispatcher gets fresh
+copies of those an earlier one took (:func:`replace_attached_routers`), so these tests pass on such
+bot code too (aiogram attaches a router to one parent only).
+
 Every exception a handler raises is recorded in :attr:`InProcessBot.errors` (whether an errors
 handler took it or not): tests of hostile input require it to stay empty.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +38,14 @@ from ecosystem_shared.runtime import Services, build_dispatcher, build_services
 from ecosystem_shared.telegram import build_bot
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 
-__all__ = ["InProcessBot", "StartInProcess", "in_process_bot", "lifecycle_data"]
+__all__ = [
+    "InProcessBot",
+    "StartInProcess",
+    "fresh_copy",
+    "in_process_bot",
+    "lifecycle_data",
+    "replace_attached_routers",
+]
 
 CHANNEL = -1001234567890
 
@@ -70,6 +82,43 @@ class ErrorRecorder(BaseMiddleware):
         if isinstance(event, ErrorEvent):
             self.errors.append(event.exception)
         return await handler(event, data)
+
+
+def fresh_copy(router: Router) -> Router:
+    """A new, unattached router with ``router``'s handlers, filters, middlewares, startup and
+    shutdown hooks and (copied) sub-routers."""
+    copy = Router(name=router.name)
+    for name, observer in router.observers.items():
+        target = copy.observers[name]
+        target.handlers.extend(observer.handlers)
+        # Filters set on the whole observer (``router.message.filter(...)``).
+        target._handler.filters = list(observer._handler.filters or [])
+        for middleware in observer.outer_middleware:
+            target.outer_middleware.register(middleware)
+        for middleware in observer.middleware:
+            target.middleware.register(middleware)
+    copy.startup.handlers.extend(router.startup.handlers)
+    copy.shutdown.handlers.extend(router.shutdown.handlers)
+    for sub in router.sub_routers:
+        copy.include_router(fresh_copy(sub))
+    return copy
+
+
+def replace_attached_routers(package: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Give ``build_router`` of a bot whose modules keep routers at module level (``router =
+    Router()``, as bots made by template 0.1.0 do) unattached copies of those that an earlier
+    dispatcher already took: aiogram attaches a router to one parent only, and raises "Router is
+    already attached" on the second ``build_router()`` of the process. Bots with ``router()``
+    factories have nothing to replace. Returns the replaced ``module.attribute`` names."""
+    replaced: list[str] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == package or name.startswith(package + ".")):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, Router) and value.parent_router is not None:
+                monkeypatch.setattr(module, attribute, fresh_copy(value))
+                replaced.append(f"{name}.{attribute}")
+    return replaced
 
 
 @dataclass(repr=False)  # short in Hypothesis reports
@@ -160,6 +209,7 @@ async def in_process_bot(
             outside = outside_urls(fake_api).items()
             values |= {name: url for name, url in outside if name in settings_cls.model_fields}
             settings = settings_cls(**(values | overrides))
+            replace_attached_routers(bot_module, monkeypatch)
             all_routers = [*routers, handlers.build_router(settings)]
             return await stack.enter_async_context(
                 serve(fake_api, settings, all_routers, bot_settings.MIGRATIONS)

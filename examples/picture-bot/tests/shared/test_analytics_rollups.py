@@ -305,3 +305,43 @@ async def test_rebuild_and_preview_commands(
     no_db = run_module("ecosystem_shared.stats", "rebuild", "--since", "2025-03-29",
                        env={**env, "DATABASE_URL": ""})  # fmt: skip
     assert no_db.returncode == 2 and "set DATABASE_URL" in no_db.stderr
+
+
+async def test_first_bots_are_read_by_key_before_any_statistics(conn: asyncpg.Connection) -> None:
+    """The rollup's "new to the ecosystem" reads each new user's first sights through the primary
+    key also while `analytics_bot_users` has no statistics yet (the first start after the upgrade
+    fills it from empty, day by day). Its former `ORDER BY first_seen LIMIT 1` was planned here
+    as a walk of the whole first_seen index for every user: quadratic, minutes per day at the
+    benchmark's 100 M events."""
+    await conn.execute("ALTER TABLE shared.analytics_bot_users SET (autovacuum_enabled = false)")
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    await conn.execute(
+        "INSERT INTO shared.users (telegram_id, first_name, first_seen, last_seen)"
+        " SELECT g, 'U', $1::timestamptz + g * interval '1 second', $1"
+        " FROM generate_series(1, 5000) g",
+        day,
+    )
+    await conn.execute("ANALYZE shared.users")
+    await conn.execute(
+        "INSERT INTO shared.analytics_bot_users (telegram_id, bot_name, first_seen)"
+        " SELECT g, 'Bot ' || b,"
+        " $1::timestamptz + g * interval '1 second' + (9 - b) * interval '1 minute'"
+        " FROM generate_series(1, 5000) g, generate_series(0, 9) b",
+        day,
+    )
+    assert await conn.fetchval(
+        "SELECT reltuples < 0 FROM pg_class WHERE oid = 'shared.analytics_bot_users'::regclass"
+    ), "the table must be without statistics for this test"
+    plan = "\n".join(
+        row[0]
+        for row in await conn.fetch(
+            "EXPLAIN SELECT * FROM shared.analytics_first_bots($1, $2)", day, day + timedelta(1)
+        )
+    )
+    assert "Index Cond: (telegram_id = u.telegram_id)" in plan, plan
+    assert "Filter: (telegram_id = u.telegram_id)" not in plan, plan
+    # And the figures: every user's first bot is "Bot 9" (a minute before the others).
+    rows = await conn.fetch(
+        "SELECT * FROM shared.analytics_first_bots($1, $2)", day, day + timedelta(1)
+    )
+    assert [tuple(row) for row in rows] == [("Bot 9", 5000)]

@@ -117,6 +117,9 @@ BAD_VALUES = [
     ("METRICS_PORT", "-1", "METRICS_PORT: Input should be greater than or equal to 0"),
     ("METRICS_PORT", "http", "METRICS_PORT: Input should be a valid integer"),
     ("METRICS_HOST", "", "METRICS_HOST: String should have at least 1 character"),
+    ("ADMIN_USER_IDS", "1,alice", "ADMIN_USER_IDS: expected comma-separated numeric Telegram"),
+    ("BROADCAST_RATE", "0", "BROADCAST_RATE: Input should be greater than 0"),
+    ("BROADCAST_RATE", "fast", "BROADCAST_RATE: Input should be a valid number"),
 ]
 # Their bad values must not be echoed either.
 SECRET_VARIABLES = {"BOT_TOKEN", "DATABASE_URL", "WEBHOOK_SECRET", "REDIS_URL"}

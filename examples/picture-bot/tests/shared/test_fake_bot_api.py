@@ -17,6 +17,7 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramConflictError,
     TelegramEntityTooLarge,
+    TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -34,6 +35,7 @@ from aiogram.types import (
 
 from ecosystem_shared.testing.bot_process import BotProcess
 from ecosystem_shared.testing.fake_bot_api import ANONYMOUS_ADMIN_ID, FakeBotAPI
+from ecosystem_shared.testing.fake_recipients import FloodControl, Send, SendLog
 from ecosystem_shared.testing.telegram_fixtures import bot_for
 from ecosystem_shared.testing.waiting import wait_until
 
@@ -485,3 +487,138 @@ async def test_bot_process_that_ignores_sigterm_is_killed(api: FakeBotAPI, tmp_p
     with pytest.raises(AssertionError, match="did not exit within 1 s after SIGTERM"):
         await bot.stop(timeout=1)
     assert bot.returncode == -signal.SIGKILL
+
+
+# -- recipients: blocked, deleted and unknown chats; flood control; the record of sends --------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_blocked_deactivated_and_unknown_chats(api: FakeBotAPI, bot: Bot) -> None:
+    api.block(7)
+    api.deactivate(8)
+    api.forget_chats(9)
+    with pytest.raises(TelegramForbiddenError, match="Forbidden: bot was blocked by the user"):
+        await bot.send_message(7, "hi")
+    with pytest.raises(TelegramForbiddenError, match="Forbidden: user is deactivated"):
+        await bot.send_photo(8, BufferedInputFile(b"img", "a.jpg"))
+    with pytest.raises(TelegramBadRequest, match="Bad Request: chat not found"):
+        await bot.send_message(9, "hi")
+    with pytest.raises(TelegramForbiddenError):  # any method aimed at the chat
+        await bot.send_chat_action(7, "typing")
+    await bot.send_message(10, "hi")
+    api.unblock(7)
+    await bot.send_message(7, "back")
+    assert [(s.method, s.chat_id, s.error_code) for s in api.sends] == [
+        ("sendMessage", 7, 403),
+        ("sendPhoto", 8, 403),
+        ("sendMessage", 9, 400),
+        ("sendMessage", 10, None),
+        ("sendMessage", 7, None),
+    ]  # sendChatAction puts no message in the chat: not a send
+    assert api.sends[1].description == "Forbidden: user is deactivated"
+    assert api.send_log.deliveries() == {10: 1, 7: 1}
+
+
+async def test_my_chat_member_updates_block_and_unblock(api: FakeBotAPI, bot: Bot) -> None:
+    api.push_my_chat_member(21, "kicked")
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_message(21, "hi")
+    api.push_my_chat_member(21, "member")
+    await bot.send_message(21, "hi")
+    api.drop_pending()
+    api.block(22, 23, notify=True)
+    api.unblock(23, notify=True)
+    changes = [
+        (u["my_chat_member"]["chat"]["id"], u["my_chat_member"]["new_chat_member"]["status"])
+        for u in api.deliverable_updates()
+    ]
+    assert changes == [(22, "kicked"), (23, "kicked"), (23, "member")]
+    assert api.recipients.blocked == {22}
+
+
+async def test_flood_control_every_nth_send_with_a_hold(api: FakeBotAPI, bot: Bot) -> None:
+    clock = FakeClock()
+    flood = api.set_flood_control(every=3, retry_after=2, clock=clock)
+    assert flood is not None
+    await bot.send_message(1, "a")
+    await bot.send_message(2, "b")
+    with pytest.raises(TelegramRetryAfter) as first:
+        await bot.send_message(3, "c")
+    assert first.value.retry_after == 2
+    clock.now += 1.5  # repeated too early: refused, with the time left
+    with pytest.raises(TelegramRetryAfter) as again:
+        await bot.send_message(3, "c")
+    assert again.value.retry_after == 1
+    await bot.get_me()  # not a send: never limited
+    clock.now += 0.5
+    await bot.send_message(3, "c")
+    assert flood.triggers == [(1000.0, 2)] and flood.refused == 2
+    assert flood.in_hold(1001.0) and not flood.in_hold(1002.0)
+    assert not flood.in_hold(1000.05, grace=0.1)  # in flight when the 429 was answered
+    assert [s.error_code for s in api.sends] == [None, None, 429, 429, None]
+    api.set_flood_control()
+    for chat in range(5):
+        await bot.send_message(chat, "free")
+
+
+async def test_flood_control_without_a_hold_refuses_only_the_nth(api: FakeBotAPI, bot: Bot) -> None:
+    api.set_flood_control(every=2, hold=False)
+    outcomes = []
+    for chat in range(6):
+        try:
+            await bot.send_message(chat, "x")
+            outcomes.append("ok")
+        except TelegramRetryAfter:
+            outcomes.append("429")
+    assert outcomes == ["ok", "429"] * 3
+
+
+def refusals(control: FloodControl, count: int) -> list[bool]:
+    return [control.refusal("sendMessage", n) is not None for n in range(count)]
+
+
+def test_random_429s_repeat_with_the_seed() -> None:
+    runs = [
+        refusals(FloodControl(probability=0.1, seed=seed, hold=False), 2000) for seed in (7, 7, 8)
+    ]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert 140 <= sum(runs[0]) <= 260  # about 10 %
+    assert FloodControl(probability=0.1, seed=7, hold=False).refusal("getMe", 1) is None
+
+
+def test_rate_limits_per_bot_and_per_chat() -> None:
+    clock = FakeClock()
+    control = FloodControl(per_second=30, hold=False, clock=clock)
+    assert refusals(control, 31) == [False] * 30 + [True]
+    clock.now += 1.0  # the window moved on
+    assert refusals(control, 1) == [False]
+    per_chat = FloodControl(per_chat_per_second=1, hold=False, clock=clock)
+    assert per_chat.refusal("sendMessage", 5) is None
+    assert per_chat.refusal("sendMessage", "5") == (429, "Too Many Requests: retry after 1", 1)
+    assert per_chat.refusal("sendMessage", 6) is None
+    clock.now += 1.0
+    assert per_chat.refusal("sendMessage", 5) is None
+
+
+async def test_the_send_log_finds_duplicates_and_pace(api: FakeBotAPI, bot: Bot) -> None:
+    for chat in (1, 2, 2, 3):
+        await bot.send_message(chat, "news")
+    assert api.send_log.duplicates() == {2: 2}
+    assert api.send_log.duplicates("sendPhoto") == {}
+    assert len(api.send_log.select(chat_id="2")) == 2
+    log = SendLog()
+    for moment in (0.0, 0.1, 0.2, 0.95, 1.5, 1.6, 3.0):
+        log.add(Send("sendMessage", int(moment * 10), moment))
+    log.add(Send("sendMessage", 99, 0.5, 403, "Forbidden: bot was blocked by the user"))
+    assert log.max_in_window(1.0) == 4  # 0.0 .. 0.95
+    assert log.max_in_window(1.0, delivered=None) == 5
+    assert log.max_in_window(0.5) == 3
+    assert log.rate() == pytest.approx(6 / 3.0)
+    assert [s.chat_id for s in log.select(delivered=False)] == [99]

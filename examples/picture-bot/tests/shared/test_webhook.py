@@ -124,6 +124,7 @@ async def test_three_instances_behind_nginx(
         assert fake_api.webhook.webhook is not None
         assert fake_api.webhook.webhook.secret_token == secret
         assert "message" in info["allowed_updates"]
+        assert "my_chat_member" in info["allowed_updates"]  # the audience router asks for it
         set_calls = len(fake_api.calls("setWebhook"))
         assert 1 <= set_calls <= INSTANCES
 

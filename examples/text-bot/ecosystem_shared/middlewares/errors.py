@@ -8,6 +8,10 @@ handlers, then those of its routers in the order they were included, until one h
 propagation and acts only when it comes back unhandled: a bot's own ``@router.errors()``
 handlers run first, wherever their router is included, and an error one of them handles is not
 reported again (an errors handler passes an error on by raising ``SkipHandler``).
+
+A reply refused because the user blocked the bot or deleted the account (403) is not the bot's
+error: logged at INFO, no ``error`` event, no friendly text (it could not be delivered either);
+the user is marked blocked by the session's ``BlockedChatWatch`` (audience_tracking.py).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import UNHANDLED, CancelHandler, SkipHandler
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramNetworkError
 from aiogram.types import Chat, ErrorEvent, TelegramObject, User
 
+from ecosystem_shared.audience_tracking import means_user_gone
 from ecosystem_shared.log import redact
 
 if TYPE_CHECKING:
@@ -57,6 +62,9 @@ class ErrorReporter(BaseMiddleware):
 
     async def report(self, event: ErrorEvent, data: dict[str, Any]) -> None:
         error = event.exception
+        if isinstance(error, TelegramForbiddenError) and means_user_gone(error):
+            logger.info("Update %s not answered: %s", event.update.update_id, error.message)
+            return
         logger.error(
             "Unhandled error in update %s", event.update.update_id, exc_info=error
         )  # the log formatter redacts secrets, in the traceback too

@@ -5,6 +5,11 @@ would to api.telegram.org or a Local Bot API server: ``/bot<token>/<method>`` wi
 or JSON bodies, long-polling ``getUpdates``, ``/file/bot<token>/<path>`` downloads. Tests push
 updates, inspect the recorded calls and inject faults (429, 5xx, delays, an outage). Results are
 real Telegram objects (aiogram parses them) and common mistakes get Telegram's own 400 errors.
+
+Recipients (fake_recipients.py): users who blocked the bot (:meth:`FakeBotAPI.block`, also a
+pushed ``my_chat_member`` "kicked") or deleted their account (:meth:`FakeBotAPI.deactivate`),
+chats that do not exist (:meth:`FakeBotAPI.forget_chats`), flood control
+(:meth:`FakeBotAPI.set_flood_control`), and the record of sends (:attr:`FakeBotAPI.send_log`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,27 @@ from urllib.parse import unquote, urlsplit
 
 from aiohttp import BodyPartReader, web
 
+from ecosystem_shared.testing.fake_recipients import (
+    SEND_METHODS,
+    FloodControl,
+    Recipients,
+    Send,
+    SendLog,
+    as_set,
+    chat_key,
+)
 from ecosystem_shared.testing.fake_webhook import WebhookDelivery
 
-__all__ = ["ANONYMOUS_ADMIN_ID", "DEFAULT_TOKEN", "Call", "FakeBotAPI", "UploadedFile"]
+__all__ = [
+    "ANONYMOUS_ADMIN_ID",
+    "DEFAULT_TOKEN",
+    "Call",
+    "FakeBotAPI",
+    "FloodControl",
+    "Send",
+    "SendLog",
+    "UploadedFile",
+]
 
 
 def _words(text: str) -> frozenset[str]:
@@ -285,6 +308,9 @@ class FakeBotAPI:
         self._callback_ids: set[str] = set()
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
+        self.recipients = Recipients()
+        self.flood: FloodControl | None = None
+        self.send_log = SendLog()  # every send request with its arrival time and answer
         self._unreachable: int | bool = False
         self._poll_generation = 0
         self._wakeup = asyncio.Event()
@@ -471,9 +497,58 @@ class FakeBotAPI:
             )
 
         old = "kicked" if new_status == "member" else "member"
+        if new_status == "kicked":  # Telegram refuses sends to this chat from now on
+            self.recipients.blocked.add(user_id)
+        elif new_status == "member":
+            self.recipients.blocked.discard(user_id)
         change = {"chat": self.chat(user_id), "from": self.user(user_id), "date": int(time.time())}
         change |= {"old_chat_member": member(old), "new_chat_member": member(new_status)}
         return self.push_update({"my_chat_member": change})
+
+    # ------------------------------------------------------------------ recipients
+    def block(self, *user_ids: int, notify: bool = False) -> None:
+        """These users blocked the bot: anything aimed at their chats gets 403 "Forbidden: bot
+        was blocked by the user". ``notify``: also push the ``my_chat_member`` "kicked" update
+        Telegram sends."""
+        self.recipients.blocked |= as_set(user_ids)
+        for user_id in user_ids if notify else ():
+            self.push_my_chat_member(user_id, "kicked")
+
+    def unblock(self, *user_ids: int, notify: bool = False) -> None:
+        """Reachable again (``notify``: push ``my_chat_member`` "member", as after /start)."""
+        self.recipients.blocked -= as_set(user_ids)
+        for user_id in user_ids if notify else ():
+            self.push_my_chat_member(user_id, "member")
+
+    def deactivate(self, *user_ids: int) -> None:
+        """These accounts are deleted: 403 "Forbidden: user is deactivated"."""
+        self.recipients.deactivated |= as_set(user_ids)
+
+    def forget_chats(self, *chat_ids: int | str) -> None:
+        """These chats do not exist: 400 "Bad Request: chat not found"."""
+        self.recipients.missing |= as_set(chat_ids)
+
+    def set_flood_control(
+        self, control: FloodControl | None = None, /, **options: Any
+    ) -> FloodControl | None:
+        """Answer sends with 429 per ``control`` or ``FloodControl(**options)``
+        (``every=``, ``probability=`` + ``seed=``, ``per_second=``, ``per_chat_per_second=``,
+        ``retry_after=``, ``hold=``); without either, flood control is off again."""
+        if control is None and options:
+            control = FloodControl(**options)
+        self.flood = control
+        return control
+
+    @property
+    def sends(self) -> list[Send]:
+        return self.send_log.sends
+
+    def _refusal(self, method: str, params: Params) -> ApiError | None:
+        chat_id = params.get("chat_id")
+        refusal = self.flood.refusal(method, chat_id) if self.flood is not None else None
+        if refusal is None and chat_id is not None:
+            refusal = self.recipients.refusal(chat_id)
+        return ApiError(*refusal) if refusal is not None else None
 
     def add_file(self, data: bytes, filename: str = "file.bin") -> str:
         """Make a file downloadable with getFile; returns the ``file_id`` to put in an update."""
@@ -579,19 +654,26 @@ class FakeBotAPI:
             self.poll_count += 1
             self._changed.set()
         fault = self._take_fault(method)
+        description = None
         try:
             if fault:
                 await asyncio.sleep(fault.delay)
                 if fault.error:
                     raise fault.error
+            refusal = self._refusal(method, params)
+            if refusal is not None:
+                raise refusal
             await self._read_local_files(params, files)
             handler = self._handlers.get(method.lower())
             call.result = await handler(params, files) if handler else True
         except ApiError as error:
-            call.error_code = error.code
+            call.error_code, description = error.code, error.description
             return error.response()
         finally:  # recorded once answered (or abandoned), so result and error_code are final
             self._calls.append(call)
+            if method.lower() in SEND_METHODS:
+                chat = chat_key(params.get("chat_id"))
+                self.send_log.add(Send(method, chat, call.time, call.error_code, description))
             self._changed.set()
         return web.json_response({"ok": True, "result": call.result})
 
