@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -202,6 +203,20 @@ class Ecosystem:
     def up(self, *services: str) -> None:
         self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "600", *services)
         self._api_port = None
+
+    @contextmanager
+    def running(self) -> Iterator[Ecosystem]:
+        """Up for the block (its logs printed if it never got healthy), then down with volumes."""
+        try:
+            self.up()
+        except AssertionError:
+            print(self.logs())
+            self.down(volumes=True)
+            raise
+        try:
+            yield self
+        finally:
+            self.down(volumes=True)
 
     def services(self) -> list[dict[str, Any]]:
         out = self.compose("ps", "--format", "json")

@@ -66,14 +66,8 @@ def eco(
     ecosystem.render()
     # The Local Bot API stand-in is the fake Bot API a rendered bot ships in its test kit.
     build_standins(root / TEXT.slug / "ecosystem_shared", standins)
-    try:
-        ecosystem.up()
-    except AssertionError:
-        print(ecosystem.logs())
-        ecosystem.down(volumes=True)
-        raise
-    yield ecosystem
-    ecosystem.down(volumes=True)
+    with ecosystem.running():
+        yield ecosystem
 
 
 def start_and_wait(eco: Ecosystem, bot: BotSpec, users: list[int], timeout: float = 60) -> None:

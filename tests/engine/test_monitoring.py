@@ -78,14 +78,8 @@ def eco(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ecosystem]:
     (root / OVERRIDE).write_text(OVERRIDE_TEXT)
     build_standins(root / TEXT.slug / "ecosystem_shared", ecosystem.standins)
     build_monitoring_standins()
-    try:
-        ecosystem.up()
-    except AssertionError:
-        print(ecosystem.logs())
-        ecosystem.down(volumes=True)
-        raise
-    yield ecosystem
-    ecosystem.down(volumes=True)
+    with ecosystem.running():
+        yield ecosystem
 
 
 OVERRIDE_TEXT = f"""\

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytz
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecosystem_shared.db import configure_connection
 from ecosystem_shared.rollups import catch_up_first_sights, rebuild, roll_up_finished_days
 from ecosystem_shared.stats import query_chart_data, query_daily_stats, query_day_stats
 
@@ -173,11 +171,8 @@ async def read_rollups(
 
 
 @pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    await configure_connection(connection)
-    yield connection
-    await connection.close()
+def conn(db_conn: asyncpg.Connection) -> asyncpg.Connection:
+    return db_conn  # the test kit's connection, under the name these tests use
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -49,11 +49,8 @@ T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    await configure_connection(connection)
-    yield connection
-    await connection.close()
+def conn(db_conn: asyncpg.Connection) -> asyncpg.Connection:
+    return db_conn  # the test kit's connection, under the name these tests use
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ partitions ahead, the online switch from the plain table, retention after a back
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -32,11 +31,8 @@ def partition_of(moment: datetime) -> str:
 
 
 @pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(database_url)
-    await configure_connection(connection)
-    yield connection
-    await connection.close()
+def conn(db_conn: asyncpg.Connection) -> asyncpg.Connection:
+    return db_conn  # the test kit's connection, under the name these tests use
 
 
 async def partitions(conn: asyncpg.Connection) -> dict[str, int]:
