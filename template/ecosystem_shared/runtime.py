@@ -32,6 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.audience_tracking import BlockedChatWatch, audience_router
+from ecosystem_shared.bot_registry import BotRegistration
 from ecosystem_shared.broadcast_admin import ProgressReporter, broadcast_router
 from ecosystem_shared.broadcast_sender import BroadcastSender
 from ecosystem_shared.config import SharedSettings, load_settings
@@ -79,6 +80,7 @@ class Services:
     maintenance: AnalyticsMaintenance
     broadcasts: BroadcastSender
     broadcast_progress: ProgressReporter
+    registration: BotRegistration  # slug -> BOT_NAME in shared.bots, once connected
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
 
     def workflow_data(self) -> dict[str, Any]:
@@ -162,6 +164,7 @@ def build_services(
         maintenance,
         broadcasts,
         progress,
+        BotRegistration(db, settings.bot_label, settings.BOT_NAME),
         shared,
     )
 
@@ -274,6 +277,7 @@ async def run_services(
             await services.bot.session.close()
             raise
     services.maintenance.start()  # runs once connected: registered before the connection
+    services.registration.start()  # likewise: a database down at start delays it, no more
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
@@ -321,6 +325,7 @@ async def run_services(
             await stop_metrics()
         scheduler.shutdown(wait=False)
         await services.maintenance.close()
+        services.registration.close()
         await services.analytics.close()
         await services.db.close()
         if services.shared is not None:
