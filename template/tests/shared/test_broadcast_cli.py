@@ -42,14 +42,7 @@ def seed(url: str, rows: list[tuple[str, int, str | None, int, bool]]) -> None:
 
 
 def jobs(url: str) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(url)
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM shared.broadcasts"))
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
+    return int(recorded(url, "SELECT count(*) FROM shared.broadcasts")[0][0])
 
 
 def run(url: str, *args: str) -> int:
