@@ -14,8 +14,7 @@ left as it is, and the step to do by hand is printed instead. The edits (CHANGEL
 * imports of ``ecosystem_shared`` form their own group before the bot's package (the ruff isort
   sections of 0.2.0's pyproject.toml);
 * the fixes 0.2.0 made to the generated code that its template-owned tests and the bots' CI check
-  (PATCHES below): CRM bots' ``ADMIN_USER_IDS`` moved from the shared settings into the bot's
-  ``Settings``, and they store users through ``UserRow`` + ``upsert_users`` and refuse ids no
+  (PATCHES below): CRM bots store users through ``UserRow`` + ``upsert_users`` and refuse ids no
   BIGINT holds; the greeting and /echo make any user input a message Telegram accepts; the
   external API bot's shutdown hook finds its client; media directories stay private (bandit);
   ``tests/bot/test_conversations.py`` is mypy-clean.
@@ -221,21 +220,6 @@ class Patch:
     why: str
 
 
-ADMIN_IDS = """
-    # Comma-separated Telegram user ids allowed to run /grant and /stats.
-    ADMIN_USER_IDS: Annotated[frozenset[int], NoDecode] = frozenset()
-
-    @field_validator("ADMIN_USER_IDS", mode="before")
-    @classmethod
-    def _id_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            items = [item.strip() for item in value.split(",") if item.strip()]
-            if not all(item.lstrip("-").isdigit() for item in items):
-                raise ValueError("expected comma-separated numeric Telegram user ids")
-            return frozenset(int(item) for item in items)
-        return value
-"""
-
 PATCHES = (
     Patch(
         "{package}/handlers/start.py",
@@ -267,26 +251,6 @@ PATCHES = (
         " long.\n"
         '        echo = clean_text(command.args or "", MESSAGE_LIMIT)\n'
         '        await message.answer(echo if echo.strip() else "…")\n',
-        "",
-    ),
-    Patch(
-        "{package}/settings.py",
-        "    SUBSCRIPTION_PRICE: float = Field(default=299.0, ge=0)\n",
-        "    SUBSCRIPTION_PRICE: float = Field(default=299.0, ge=0)" + ADMIN_IDS,
-        "ADMIN_USER_IDS moved from the shared settings into the CRM bot's Settings "
-        "(copy the field and its validator from a fresh render)",
-    ),
-    Patch(
-        "{package}/settings.py",
-        "from typing import Literal\n",
-        "from typing import Annotated, Literal\n",
-        "",
-    ),
-    Patch(
-        "{package}/settings.py",
-        "\nfrom ecosystem_shared.config import SharedSettings\n",
-        "from pydantic_settings import NoDecode\n\n"
-        "from ecosystem_shared.config import SharedSettings\n",
         "",
     ),
     Patch(
@@ -409,15 +373,9 @@ PATCHES = (
 )
 
 
-def crm_settings(source: str) -> bool:
-    return "SUBSCRIPTION_PRICE" in source and "ADMIN_USER_IDS" not in source
-
-
 def apply_patches(path: str, source: str, package: str) -> tuple[str, list[str]]:
     """``source`` with every patch of ``path`` applied whose ``old`` text is there."""
     whys: list[str] = []
-    if path == f"{package}/settings.py" and not crm_settings(source):
-        return source, whys
     for patch in PATCHES:
         if patch.path.format(package=package) != path or patch.old not in source:
             continue
@@ -426,25 +384,7 @@ def apply_patches(path: str, source: str, package: str) -> tuple[str, list[str]]
         source = source.replace(patch.old, patch.new, 1)
         if patch.why:
             whys.append(patch.why)
-    if path == f"{package}/settings.py" and whys:
-        source = _pydantic_imports(source)
     return source, whys
-
-
-def _pydantic_imports(source: str) -> str:
-    """``from pydantic import ...`` with ``field_validator``, as the validator needs."""
-    for line in source.splitlines():
-        if line.startswith("from pydantic import ") and "field_validator" not in line:
-            names = [name.strip() for name in line.removeprefix("from pydantic import ").split(",")]
-            wanted = ", ".join(sorted({*names, "field_validator"}, key=_isort_key))
-            return source.replace(line, f"from pydantic import {wanted}", 1)
-    return source
-
-
-def _isort_key(name: str) -> tuple[int, str]:
-    """ruff's order in one import: CONSTANTS, then Classes, then functions."""
-    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
-    return kind, name
 
 
 # ------------------------------------------------------------------------------- plan

@@ -10,8 +10,8 @@ of copier.yml if higher). Then, for each earlier release and answer set, as a us
 - ``copier copy`` at the release, commit, ``copier update --trust --defaults`` to the working
   tree's tag: no conflict, no ``.rej``, the versioned migrations ran;
 - what the bot's CI runs: ``ruff check``, ``ruff format --check``, ``mypy``, ``bandit``,
-  ``deptry`` and its suite, ``pytest -m "slow or not slow"`` (whole for the media bot, see
-  FULL_SUITE_UPGRADES); green with no hand edits;
+  ``deptry`` and its suite, ``pytest -m "slow or not slow"`` (whole in the template's GitHub
+  CI, one job per answer set; on one machine, see whole_suite); green with no hand edits;
 - the same bots in an ecosystem rendered from the working tree go through ``./update-bots`` and
   end ``updated`` (its checks there: ruff; mypy and the suites ran above on the same updates).
 
@@ -21,6 +21,7 @@ A shallow clone has no history to find releases in: the tests fail and say how t
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -198,11 +199,15 @@ def module_level_routers(bot: Path) -> list[str]:
     ]
 
 
-# The whole suite, slow tests included, for the bot with the most bot-owned code (media with CRM
-# and the Local Bot API). For the other answer sets, the bot's own tests and the template-owned
-# tests that drive its dispatcher in process (where 0.1.0's module-level routers broke): the rest
-# of tests/shared is the template's verbatim (test_render.py proves it) and meets old bot-owned
-# code in the full run; each more whole suite adds 8-9 minutes of CI work.
+# The whole suite of every answer set from every release is what the template's GitHub CI runs:
+# one job per answer set (`upgrade` in .github/workflows/ci.yml), chosen with UPGRADE_CASE. A run
+# of every case on one machine (.ci/run, a plain `pytest`) takes the whole suite, slow tests
+# included, for the bot with the most bot-owned code (media with CRM and the Local Bot API) updated
+# from the oldest release; the other updates run the bot's own tests and the template-owned tests
+# that drive its dispatcher in process (where 0.1.0's module-level routers broke): the rest of
+# tests/shared is the template's verbatim (test_render.py proves it) and meets old bot-owned code
+# in the whole runs. Each more whole suite adds 6-9 minutes of work on two cores.
+CASE_ENV = "UPGRADE_CASE"
 FULL_SUITE_UPGRADES = frozenset({"media-crm-local"})
 DISPATCHER_TESTS = (
     "tests/shared/test_dispatcher.py",
@@ -211,20 +216,42 @@ DISPATCHER_TESTS = (
 )
 
 
-def suite_paths(case: str) -> list[str]:
+def chosen_case() -> str:
+    """The answer set UPGRADE_CASE names ("": every one)."""
+    return os.environ.get(CASE_ENV, "").strip()
+
+
+def case_params() -> list[Any]:
+    """The answer sets to update: UPGRADE_CASE's alone, else every one."""
+    wanted = chosen_case()
+    return [pytest.param(case, id=case) for case in UPGRADE_CASES if wanted in ("", case)] or [
+        pytest.param(wanted, id=f"unknown-{wanted}")
+    ]
+
+
+def whole_suite(case: str, old: Release) -> bool:
+    """Whether this update runs the bot's whole suite (see above)."""
+    if chosen_case():
+        return True
+    return case in FULL_SUITE_UPGRADES and old == earlier_releases()[0]
+
+
+def suite_paths(case: str, old: Release) -> list[str]:
     """What of an updated bot's suite this test runs: [] is all of it."""
-    if case in FULL_SUITE_UPGRADES or len(UPGRADE_CASES) == 1:
-        return []
-    return ["tests/bot", *DISPATCHER_TESTS]
+    return [] if whole_suite(case, old) else ["tests/bot", *DISPATCHER_TESTS]
 
 
 # ---------------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("case", list(UPGRADE_CASES))
+@pytest.mark.parametrize("case", case_params())
 @pytest.mark.parametrize("old", release_params())
 def test_bot_from_an_earlier_release_updates_and_its_ci_passes(
     old: Release | None, case: str, template: Template, tmp_path: Path
 ) -> None:
     old = require(old)
+    if case not in UPGRADE_CASES:
+        pytest.fail(
+            f"{CASE_ENV}={case!r} is no answer set of this test: one of {', '.join(UPGRADE_CASES)}"
+        )
     bot = render_old_bot(template, old, UPGRADE_CASES[case], tmp_path / "bot")
     update = run(
         [*COPIER_UPDATE, "--vcs-ref", template.target],
@@ -252,7 +279,7 @@ def test_bot_from_an_earlier_release_updates_and_its_ci_passes(
     suite = run(
         [
             *(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow or not slow"),
-            *suite_paths(case),
+            *suite_paths(case, old),
         ],
         bot,
         timeout=SUITE_TIMEOUT,
@@ -343,3 +370,20 @@ def test_a_shallow_clone_is_refused_with_the_fix(tmp_path: Path) -> None:
     )
     assert is_shallow(shallow) and earlier_releases(shallow) == []
     assert "git fetch --unshallow" in SHALLOW and "fetch-depth: 0" in SHALLOW
+
+
+def test_a_chosen_answer_set_runs_whole_from_every_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One machine: the media bot whole from the oldest release; one CI job per answer set
+    (UPGRADE_CASE): that answer set whole from every release; an unknown name fails."""
+    if is_shallow(REPO_ROOT):
+        pytest.fail(SHALLOW, pytrace=False)
+    oldest, *newer = earlier_releases()
+    monkeypatch.delenv(CASE_ENV, raising=False)
+    assert [param.values[0] for param in case_params()] == list(UPGRADE_CASES)
+    assert whole_suite("media-crm-local", oldest) and not whole_suite("text", oldest)
+    assert not any(whole_suite(case, item) for case in UPGRADE_CASES for item in newer)
+    monkeypatch.setenv(CASE_ENV, "text")
+    assert [param.values[0] for param in case_params()] == ["text"]
+    assert all(suite_paths("text", item) == [] for item in (oldest, *newer))
+    monkeypatch.setenv(CASE_ENV, "nope")
+    assert [param.id for param in case_params()] == ["unknown-nope"]

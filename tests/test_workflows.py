@@ -13,6 +13,7 @@ import yaml
 
 from tests.deployment import CASES, check_jsonschema, load_yaml
 from tests.helpers import COMBOS, ODD_CASES, PAIR_GROUP, REPO_ROOT, Case, recorded_answers
+from tests.test_upgrade_path import CASE_ENV, UPGRADE_CASES
 from tests.workflow_lint import workflow_files, workflow_problems
 
 PINNED_CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
@@ -141,3 +142,9 @@ def test_template_workflow_runs_every_answer_set() -> None:
     runs = "\n".join(str(s.get("run", "")) for job in jobs.values() for s in job["steps"])
     assert "pytest tests/test_render.py" in runs
     assert "pytest tests --ignore=tests/test_render.py" in runs
+    # Every upgrade answer set has its job, whose whole suites the template job leaves out.
+    assert jobs["upgrade"]["strategy"]["matrix"]["case"] == list(UPGRADE_CASES)
+    assert jobs["upgrade"]["env"][CASE_ENV] == "${{ matrix.case }}"
+    upgrade = "\n".join(str(s.get("run", "")) for s in jobs["upgrade"]["steps"])
+    assert "pytest tests/test_upgrade_path.py -k test_bot_from_an_earlier_release" in upgrade
+    assert '-k "not test_bot_from_an_earlier_release"' in runs
