@@ -373,7 +373,6 @@ __all__ = [
     "build_dispatcher",
     "build_scheduler",
     "build_services",
-    "partial",
     "run_bot",
     "run_services",
 ]
