@@ -66,6 +66,13 @@ LIVENESS_SECONDS = 30.0
 POLLING_STALE_SECONDS = 90.0
 
 
+# What aiogram itself gives handlers (dispatcher, FSM and user-context middlewares).
+_AIOGRAM_DATA = frozenset(
+    ("bot", "bots", "dispatcher", "event_update", "event_router", "event_from_user", "event_chat",
+     "event_thread_id", "event_context", "handler", "state", "raw_state", "fsm_storage")
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class Services:
     """Everything handlers may ask for by parameter name (dispatcher workflow data)."""
@@ -86,7 +93,7 @@ class Services:
 
     def add_own(self, services: Mapping[str, object]) -> None:
         """Give handlers the bot's own services too; a name already taken is refused."""
-        taken = set(self.workflow_data()) | {"bot", "dispatcher", "event_from_user", "state"}
+        taken = set(self.workflow_data()) | _AIOGRAM_DATA
         clashes = sorted(taken & set(services))
         if clashes:
             raise ValueError(f"bot services may not be named {', '.join(clashes)}: already taken")
