@@ -53,7 +53,7 @@ import asyncpg
 if __package__ in (None, ""):  # `python benchmarks/host.py`: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.kit import fetchval
+from benchmarks.rendered_bot import fetchval
 from devkit.interpreters import IMMORTAL_VERSIONS, bots_venv, find_python, version_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ class Bench:
     apis: dict[str, Any]
     users: int
     admin_url: str
-    kit: Any
+    postgres_testing: Any  # the rendered bot's ecosystem_shared.testing.postgres
     python: str  # runs the bots and the host
     next_user: int = FIRST_USER
     metrics_port: int = 0  # --metrics-port: bot n serves /metrics on this + n (0: off)
@@ -319,7 +319,7 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
     result = ModeResult(mode)
     name = f"bench_host_{mode}_{uuid.uuid4().hex[:8]}"
     await fetchval(bench.admin_url, f'CREATE DATABASE "{name}"')
-    database_url = bench.kit.with_database(bench.admin_url, name)
+    database_url = bench.postgres_testing.with_database(bench.admin_url, name)
     runner: Separate | Host = Separate(bench) if mode == "separate" else Host(bench)
     for api in bench.apis.values():
         api.clear_calls()
@@ -378,12 +378,12 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
 
 
 @contextlib.asynccontextmanager
-async def postgres(kit: Any) -> AsyncIterator[str]:
+async def postgres(postgres_testing: Any) -> AsyncIterator[str]:
     url = os.environ.get("TEST_DATABASE_URL", "").strip()
     if url:
         yield url
         return
-    server = kit.PostgresServer()
+    server = postgres_testing.PostgresServer()
     server.start()
     try:
         yield str(server.url)
@@ -412,7 +412,7 @@ async def side_by_side(
         apis2,
         bench.users,
         bench.admin_url,
-        bench.kit,
+        bench.postgres_testing,
         bench.python,
     )
     for api in bench.apis.values():
@@ -420,7 +420,7 @@ async def side_by_side(
     names = {m: f"bench_host_both_{m}_{uuid.uuid4().hex[:8]}" for m in ("separate", "host")}
     for name in names.values():
         await fetchval(bench.admin_url, f'CREATE DATABASE "{name}"')
-    urls = {m: bench.kit.with_database(bench.admin_url, n) for m, n in names.items()}
+    urls = {m: bench.postgres_testing.with_database(bench.admin_url, n) for m, n in names.items()}
     benches = {"separate": bench, "host": other}
     runners: dict[str, Separate | Host] = {"separate": Separate(bench), "host": Host(other)}
     speeds: dict[str, dict[str, list[float]]] = {m: {s: [] for s in bench.slugs} for m in benches}
@@ -491,13 +491,15 @@ async def run_all(
     progress(f"bots and host run on {described}")
     sys.path.insert(0, str(eco / slugs[0]))
     fake_bot_api = importlib.import_module("ecosystem_shared.testing.fake_bot_api")
-    kit = importlib.import_module("ecosystem_shared.testing.postgres")
+    postgres_testing = importlib.import_module("ecosystem_shared.testing.postgres")
     apis = {s: fake_bot_api.FakeBotAPI(f"{8000 + n}:bench-token-{s}") for n, s in enumerate(slugs)}
     for api in apis.values():
         await api.start()
     try:
-        async with postgres(kit) as admin_url:
-            bench = Bench(eco, slugs, names, packages, apis, users, admin_url, kit, python)
+        async with postgres(postgres_testing) as admin_url:
+            bench = Bench(
+                eco, slugs, names, packages, apis, users, admin_url, postgres_testing, python
+            )
             bench.metrics_port = metrics_port
             # Memory, start and restart: each mode alone (PSS splits shared pages between the
             # processes mapping them, so the other mode must not run meanwhile).

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from benchmarks.config import FIRST_USER_ID, SEED_EVENT, Config
-from benchmarks.kit import Kit, fetchval
+from benchmarks.rendered_bot import RenderedBot, fetchval
 from benchmarks.results import IngestRun, Results, progress
 
 
@@ -26,14 +26,14 @@ async def ingest_per_row(url: str, rows: int, user_ids: list[int]) -> float:
         await pool.close()
 
 
-async def ingest_batched(kit: Kit, url: str, rows: int, user_ids: list[int]) -> float:
+async def ingest_batched(rendered: RenderedBot, url: str, rows: int, user_ids: list[int]) -> float:
     """The template's way: Analytics.track_event into the buffer, then flush() (batches, COPY)."""
-    db = kit.db.Database(url, migrations=kit.migrations.shared_migrations())
+    db = rendered.db.Database(url, migrations=rendered.migrations.shared_migrations())
     await db.start()
     try:
         if not db.available:
             raise RuntimeError(f"Database not available for the ingest benchmark ({url})")
-        analytics = kit.analytics.Analytics(db, "ingest batched", buffer_size=rows)
+        analytics = rendered.analytics.Analytics(db, "ingest batched", buffer_size=rows)
         started = time.perf_counter()
         for i in range(rows):
             await analytics.track_event(user_ids[i % len(user_ids)], "user_start")
@@ -47,8 +47,8 @@ async def ingest_batched(kit: Kit, url: str, rows: int, user_ids: list[int]) -> 
         await db.close()
 
 
-async def ingest(kit: Kit, admin_url: str, config: Config, res: Results) -> None:
-    async with kit.postgres.temporary_database(
+async def ingest(rendered: RenderedBot, admin_url: str, config: Config, res: Results) -> None:
+    async with rendered.postgres.temporary_database(
         admin_url, prefix="bench_ingest", migrated=True
     ) as url:
         user_ids = [FIRST_USER_ID + k for k in range(config.users)]
@@ -62,11 +62,11 @@ async def ingest(kit: Kit, admin_url: str, config: Config, res: Results) -> None
             await conn.close()
         ways: dict[str, Callable[[], Any]] = {
             "per-row": lambda: ingest_per_row(url, config.ingest_rows, user_ids),
-            "batched": lambda: ingest_batched(kit, url, config.ingest_rows, user_ids),
+            "batched": lambda: ingest_batched(rendered, url, config.ingest_rows, user_ids),
         }
         for round_no in range(config.ingest_rounds):
             for way, run in ways.items():
-                await kit.postgres.admin(url, "TRUNCATE shared.analytics_events")
+                await rendered.postgres.admin(url, "TRUNCATE shared.analytics_events")
                 seconds = float(await run())
                 stored = int(await fetchval(url, "SELECT count(*) FROM shared.analytics_events"))
                 if stored != config.ingest_rows:

@@ -10,13 +10,15 @@ import sys
 from typing import Any
 
 from benchmarks.config import BENCH_DIR, Config
-from benchmarks.kit import Kit
+from benchmarks.rendered_bot import RenderedBot
 
 
-async def limiter_memory(kit: Kit, config: Config) -> dict[str, Any]:
-    interval = float(kit.settings.Settings.model_fields["RATE_LIMIT_SECONDS"].default)
+async def limiter_memory(rendered: RenderedBot, config: Config) -> dict[str, Any]:
+    interval = float(rendered.settings.Settings.model_fields["RATE_LIMIT_SECONDS"].default)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(kit.bot_dir), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(rendered.bot_dir), env.get("PYTHONPATH")])
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(BENCH_DIR / "limiter_memory.py"),

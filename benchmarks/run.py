@@ -36,9 +36,9 @@ if __package__ in (
 
 from benchmarks.config import BENCH_DIR, PACKAGE, RATE_LIMIT_SECONDS, Config, parse_args
 from benchmarks.ingest import ingest
-from benchmarks.kit import fetchval, load_kit, postgres_server, render
 from benchmarks.limiter import limiter_memory
 from benchmarks.machine import machine_info
+from benchmarks.rendered_bot import fetchval, load_rendered_bot, postgres_server, render
 from benchmarks.report import report
 from benchmarks.results import Results, progress
 from benchmarks.throughput import Variant, throughput
@@ -66,14 +66,14 @@ async def run_all(config: Config, work: Path, res: Results) -> None:
     for directory in (bot_dir, baseline_dir):  # no bytecode compiling inside a timed round
         compileall.compile_dir(directory, quiet=1)
 
-    kit = load_kit(bot_dir)
+    rendered = load_rendered_bot(bot_dir)
     async with contextlib.AsyncExitStack() as stack:
-        admin_url = await stack.enter_async_context(postgres_server(kit, res))
+        admin_url = await stack.enter_async_context(postgres_server(rendered, res))
         db_url = await stack.enter_async_context(
-            kit.postgres.temporary_database(admin_url, prefix="bench", migrated=True)
+            rendered.postgres.temporary_database(admin_url, prefix="bench", migrated=True)
         )
         res.machine["postgresql"] = str(await fetchval(db_url, "SHOW server_version"))
-        api = kit.fake_bot_api.FakeBotAPI()
+        api = rendered.fake_bot_api.FakeBotAPI()
         await api.start()
         stack.push_async_callback(api.stop)
 
@@ -88,7 +88,7 @@ async def run_all(config: Config, work: Path, res: Results) -> None:
             "seed": Variant("seed", "seed_bot", baseline_dir, {"DATABASE_URL": db_url}),
             "generated": Variant("generated", PACKAGE, bot_dir, generated_env),
         }
-        metrics_port = int(kit.postgres.free_port())
+        metrics_port = int(rendered.postgres.free_port())
         variants["metrics"] = Variant(
             "metrics",
             PACKAGE,
@@ -100,13 +100,13 @@ async def run_all(config: Config, work: Path, res: Results) -> None:
             f"throughput: {config.rounds} round(s) x (bare, seed, generated, metrics on),"
             f" {config.updates} /start from {config.users} users each"
         )
-        await throughput(kit, api, variants, config, db_url, res)
+        await throughput(rendered, api, variants, config, db_url, res)
 
         progress(f"ingest: {config.ingest_rounds} round(s) x {config.ingest_rows} rows")
-        await ingest(kit, admin_url, config, res)
+        await ingest(rendered, admin_url, config, res)
 
     progress(f"rate limiter memory at {config.limiter_users:,} distinct users")
-    res.limiter = await limiter_memory(kit, config)
+    res.limiter = await limiter_memory(rendered, config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

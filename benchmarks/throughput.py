@@ -32,8 +32,8 @@ from benchmarks.config import (
     WARMUP_USER_ID,
     Config,
 )
-from benchmarks.kit import Kit, fetchval
 from benchmarks.machine import cpu_seconds, settled_rss_kb
+from benchmarks.rendered_bot import RenderedBot, fetchval
 from benchmarks.results import BotRun, Results, progress
 
 
@@ -134,7 +134,7 @@ async def start_process(process: Any) -> None:
 
 
 async def wait_replies(
-    kit: Kit, api: Any, process: Any, chats: set[int], count: int, timeout: float
+    rendered: RenderedBot, api: Any, process: Any, chats: set[int], count: int, timeout: float
 ) -> list[Any]:
     """The first ``count`` sendMessage calls to ``chats`` (the fake records every call)."""
 
@@ -150,7 +150,7 @@ async def wait_replies(
         return len(replies())
 
     try:
-        await kit.waiting.wait_until(
+        await rendered.waiting.wait_until(
             answered,
             lambda n: n >= count,
             timeout=timeout,
@@ -163,7 +163,7 @@ async def wait_replies(
 
 
 async def bot_round(
-    kit: Kit,
+    rendered: RenderedBot,
     api: Any,
     variant: Variant,
     config: Config,
@@ -176,7 +176,7 @@ async def bot_round(
     if variant.name in GENERATED:
         stored_before = int(await fetchval(database_url, COUNT_STARTS, BOT_NAME))
     scraper = Scraper(variant.metrics_port) if variant.metrics_port else None
-    process = kit.bot_process.BotProcess(
+    process = rendered.bot_process.BotProcess(
         variant.module, variant.rootdir, api, env=variant.env, start_timeout=90.0
     )
     try:
@@ -199,7 +199,7 @@ async def bot_round(
         cpu_before = cpu_seconds(process.pid)
         pushed = time.monotonic()
         replies = await wait_replies(
-            kit, api, process, chats, config.updates, timeout=max(120.0, config.updates / 10)
+            rendered, api, process, chats, config.updates, timeout=max(120.0, config.updates / 10)
         )
         cpu = cpu_seconds(process.pid) - cpu_before
         elapsed = max(float(call.time) for call in replies) - pushed
@@ -243,10 +243,10 @@ async def bot_round(
     )
     if variant.name in GENERATED:
         # The counters the process logs when it stops (Analytics.counters), not log wording.
-        counters = kit.analytics.parse_counters(process.output)
+        counters = rendered.analytics.parse_counters(process.output)
         if counters is None:
             raise RuntimeError(
-                f"the generated bot logged no {kit.analytics.COUNTERS_PREFIX!r} line at exit;"
+                f"the generated bot logged no {rendered.analytics.COUNTERS_PREFIX!r} line at exit;"
                 f" output:\n{process.output[-3000:]}"
             )
         run.db_lost = counters["connections_lost"]
@@ -258,10 +258,15 @@ async def bot_round(
 
 
 async def throughput(
-    kit: Kit, api: Any, variants: dict[str, Variant], config: Config, db_url: str, res: Results
+    rendered: RenderedBot,
+    api: Any,
+    variants: dict[str, Variant],
+    config: Config,
+    db_url: str,
+    res: Results,
 ) -> None:
-    language = str(kit.settings.Settings.model_fields["LANGUAGE"].default)
-    warning_prefix = str(kit.texts.shared_texts(language).rate_limited).split("{", 1)[0]
+    language = str(rendered.settings.Settings.model_fields["LANGUAGE"].default)
+    warning_prefix = str(rendered.texts.shared_texts(language).rate_limited).split("{", 1)[0]
     for round_no in range(config.rounds):
         order = list(VARIANTS)
         if round_no % 2:  # metrics off and on take turns going first: no order favours one
@@ -269,7 +274,7 @@ async def throughput(
             order[off], order[on] = order[on], order[off]
         for name in order:
             run = await bot_round(
-                kit, api, variants[name], config, round_no, db_url, warning_prefix
+                rendered, api, variants[name], config, round_no, db_url, warning_prefix
             )
             res.bot_runs.append(run)
             stored = "" if run.events_stored is None else f", {run.events_stored} events stored"

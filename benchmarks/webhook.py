@@ -46,8 +46,8 @@ if __package__ in (None, ""):  # `python benchmarks/webhook.py`: make `benchmark
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.config import PACKAGE, RATE_LIMIT_SECONDS
-from benchmarks.kit import Kit, load_kit, postgres_server, render
 from benchmarks.machine import cpu_seconds, machine_info
+from benchmarks.rendered_bot import RenderedBot, load_rendered_bot, postgres_server, render
 from benchmarks.results import Results as BenchResults
 from benchmarks.results import progress
 from benchmarks.throughput import (
@@ -88,7 +88,7 @@ class Results:
 
 
 async def one_round(
-    kit: Kit,
+    rendered: RenderedBot,
     servers: ModuleType,
     variant: Variant,
     db_url: str,
@@ -109,12 +109,12 @@ async def one_round(
         env["REDIS_URL"] = redis_url
     processes: list[Any] = []
     try:
-        async with kit.fake_bot_api.FakeBotAPI() as api:
+        async with rendered.fake_bot_api.FakeBotAPI() as api:
             for port in ports:
                 extra = {"WEBHOOK_LISTEN_PORT": str(port)} if variant.webhook else {}
                 processes.append(
-                    kit.bot_process.BotProcess(
-                        PACKAGE, kit.bot_dir, api, env=env | extra, start_timeout=120.0
+                    rendered.bot_process.BotProcess(
+                        PACKAGE, rendered.bot_dir, api, env=env | extra, start_timeout=120.0
                     )
                 )
             await asyncio.gather(*(start_process(p) for p in processes))
@@ -129,7 +129,7 @@ async def one_round(
             runner_before = time.process_time()
             pushed = time.monotonic()
             replies = await wait_replies(
-                kit, api, processes[0], chats, updates, timeout=max(120.0, updates / 5)
+                rendered, api, processes[0], chats, updates, timeout=max(120.0, updates / 5)
             )
             elapsed = max(float(call.time) for call in replies) - pushed
             cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_before
@@ -158,22 +158,24 @@ async def one_round(
 async def run_all(args: argparse.Namespace, work: Path, res: Results) -> None:
     progress("rendering the bot")
     render(work / "bot")
-    kit = load_kit(work / "bot")
+    rendered = load_rendered_bot(work / "bot")
     servers = importlib.import_module("ecosystem_shared.testing.servers")
     redis = servers.RedisServer()
     redis.start()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            admin_url = await stack.enter_async_context(postgres_server(kit, BenchResults()))
+            admin_url = await stack.enter_async_context(postgres_server(rendered, BenchResults()))
             db_url = await stack.enter_async_context(
-                kit.postgres.temporary_database(admin_url, prefix="bench_webhook", migrated=True)
+                rendered.postgres.temporary_database(
+                    admin_url, prefix="bench_webhook", migrated=True
+                )
             )
             for round_no in range(args.rounds):
                 for variant in VARIANTS:
                     progress(f"round {round_no + 1}/{args.rounds}: {variant.name}")
                     await redis_flush(redis.url)
                     result = await one_round(
-                        kit, servers, variant, db_url, redis.url, args.updates, args.users
+                        rendered, servers, variant, db_url, redis.url, args.updates, args.users
                     )
                     result["round"] = round_no + 1
                     res.rounds.append(result)

@@ -10,6 +10,7 @@ come before anything is built, pushed, created or deployed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -216,12 +217,15 @@ def test_deploy_stack_code_passes_linters(stack_dir: Path) -> None:
     rules = ["--line-length", "100", "--target-version", "py311"]
     select = ["--select", "E,F,W,I,B,UP,RUF,SIM,BLE"]
     script = "deploy_stack.py"  # run in tools/, beside update_bots.py it imports
+    # update_bots.py imports the answers-file reader of ecosystem_host/, one level up.
+    env = {**os.environ, "MYPYPATH": str(stack_dir)}
     for cmd in (
         [PYTHON, "-m", "ruff", "check", "--no-cache", *rules, *select, script],
         [PYTHON, "-m", "ruff", "format", "--check", "--no-cache", *rules, script],
         [PYTHON, "-m", "mypy", "--strict", "--no-incremental", script],
     ):
-        assert_ok(run(cmd, stack_dir / "tools", timeout=TOOL_TIMEOUT), " ".join(cmd[1:4]))
+        result = run(cmd, stack_dir / "tools", timeout=TOOL_TIMEOUT, env=env)
+        assert_ok(result, " ".join(cmd[1:4]))
     shellcheck = shutil.which("shellcheck")
     if shellcheck:
         assert_ok(run([shellcheck, "deploy-stack"], stack_dir, timeout=TOOL_TIMEOUT), "shellcheck")

@@ -47,10 +47,6 @@ class DailyStats:
     new_users: int = 0  # new to the whole ecosystem (shared.users.first_seen in the period)
     bots: dict[str, BotStats] = field(default_factory=dict)
 
-    @property
-    def total_events(self) -> int:
-        return sum(b.starts + b.errors + sum(b.events.values()) for b in self.bots.values())
-
 
 _NEW_TO_ECOSYSTEM = """
 SELECT count(*) FROM shared.users WHERE first_seen >= $1 AND first_seen < $2

@@ -27,7 +27,7 @@ def render(dst: Path) -> float:
 
 
 @dataclass(frozen=True)
-class Kit:
+class RenderedBot:
     """The rendered bot's own modules, imported from its directory."""
 
     bot_dir: Path
@@ -42,10 +42,10 @@ class Kit:
     waiting: ModuleType
 
 
-def load_kit(bot_dir: Path) -> Kit:
+def load_rendered_bot(bot_dir: Path) -> RenderedBot:
     sys.path.insert(0, str(bot_dir))
     load = importlib.import_module
-    return Kit(
+    return RenderedBot(
         bot_dir=bot_dir,
         fake_bot_api=load("ecosystem_shared.testing.fake_bot_api"),
         bot_process=load("ecosystem_shared.testing.bot_process"),
@@ -60,16 +60,16 @@ def load_kit(bot_dir: Path) -> Kit:
 
 
 @contextlib.asynccontextmanager
-async def postgres_server(kit: Kit, results: Results) -> AsyncIterator[str]:
+async def postgres_server(rendered: RenderedBot, results: Results) -> AsyncIterator[str]:
     """An admin URL: TEST_DATABASE_URL, or a throwaway cluster removed afterwards."""
-    url = kit.postgres.server_url()  # TEST_DATABASE_URL or DATABASE_URL
+    url = rendered.postgres.server_url()  # TEST_DATABASE_URL or DATABASE_URL
     if url:
         results.machine["postgres_source"] = (
-            f"TEST_DATABASE_URL ({kit.db.describe_dsn(url)}), fresh databases"
+            f"TEST_DATABASE_URL ({rendered.db.describe_dsn(url)}), fresh databases"
         )
         yield url
         return
-    server = kit.postgres.PostgresServer()
+    server = rendered.postgres.PostgresServer()
     try:
         # Blocking on purpose: a SIGTERM/Ctrl-C must not interrupt initdb/pg_ctl half-way
         # (a cancelled thread would go on starting a server that nothing stops).
