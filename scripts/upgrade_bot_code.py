@@ -461,6 +461,35 @@ def old_render(template: str, ref: str, answers: dict[str, Any], dst: Path) -> P
     return dst
 
 
+def release_refs(template: str, ref: str, until: str | None = None) -> list[str]:
+    """``ref`` and the release tags of ``template`` after it and before ``until``: every release
+    whose rendering a bot updated from ``ref`` may still hold (earlier migrations bring files
+    of older bots to what a later release rendered)."""
+    import subprocess
+
+    from packaging.version import InvalidVersion, Version  # copier's own dependency
+
+    def version(tag: str) -> Version | None:
+        try:
+            return Version(tag)
+        except InvalidVersion:
+            return None
+
+    low, high = version(ref), version(until) if until else None
+    listed = subprocess.run(
+        ["git", "-C", template, "tag", "--list"], capture_output=True, text=True, check=False
+    )
+    later = [
+        (found, tag)
+        for tag in listed.stdout.split()
+        if (found := version(tag)) is not None
+        and low is not None
+        and found > low
+        and (high is None or found < high)
+    ]
+    return [ref, *(tag for _, tag in sorted(later))]
+
+
 def load_answers(path: Path) -> dict[str, Any]:
     import yaml  # copier's own dependency
 

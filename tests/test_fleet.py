@@ -23,7 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,23 +87,34 @@ class Fleet:
         return self.template.parent / "remotes" / f"{slug}.git"
 
 
+def ecosystem_at(template: Path, tag: str, bots: Sequence[str]) -> Fleet:
+    """An ecosystem for ``bots`` rendered from ``template`` at ``tag``, beside the template."""
+    ecosystem = template.parent / "eco"
+    copy_template(
+        ecosystem, {"project_type": "ecosystem", "bots": ",".join(bots)}, src=template, vcs_ref=tag
+    )
+    return Fleet(template, ecosystem)
+
+
+def add_bot(fleet: Fleet, slug: str, tag: str, data: Mapping[str, object]) -> Path:
+    """A bot copied at ``tag`` into the ecosystem directory, committed, with a bare ``origin``."""
+    bot = copy_bot(fleet.template, fleet.bot(slug), vcs_ref=tag, data=data)
+    fleet.remote(slug).parent.mkdir(exist_ok=True)
+    git(bot, "clone", "--quiet", "--bare", str(bot), str(fleet.remote(slug)))
+    git(bot, "remote", "add", "origin", str(fleet.remote(slug)))
+    return bot
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
     template = snapshot_template(tmp_path / "template")
     release(template, OLD)
     change_shared_components(template)
     release(template, NEW)
-    ecosystem = tmp_path / "eco"
-    copy_template(
-        ecosystem, {"project_type": "ecosystem", "bots": ",".join(BOTS)}, src=template, vcs_ref=NEW
-    )
-    made = Fleet(template, ecosystem)
+    made = ecosystem_at(template, NEW, BOTS)
     for slug in BOTS:
         name = slug.replace("-", " ").title()  # "Alpha Bot": slug alpha-bot, package alpha_bot
-        bot = copy_bot(template, made.bot(slug), vcs_ref=OLD, data={"bot_name": name})
-        made.remote(slug).parent.mkdir(exist_ok=True)
-        git(bot, "clone", "--quiet", "--bare", str(bot), str(made.remote(slug)))
-        git(bot, "remote", "add", "origin", str(made.remote(slug)))
+        add_bot(made, slug, OLD, {"bot_name": name})
     return made
 
 
@@ -323,20 +334,8 @@ def v_tagged(tmp_path: Path) -> Fleet:
     release(template, "v90.0.0")
     change_shared_components(template)
     release(template, "v90.0.1")
-    ecosystem = tmp_path / "eco"
-    copy_template(
-        ecosystem,
-        {"project_type": "ecosystem", "bots": "alpha-bot"},
-        src=template,
-        vcs_ref="v90.0.1",
-    )
-    made = Fleet(template, ecosystem)
-    bot = copy_bot(
-        template, made.bot("alpha-bot"), vcs_ref="v90.0.0", data={"bot_name": "Alpha Bot"}
-    )
-    made.remote("alpha-bot").parent.mkdir(exist_ok=True)
-    git(bot, "clone", "--quiet", "--bare", str(bot), str(made.remote("alpha-bot")))
-    git(bot, "remote", "add", "origin", str(made.remote("alpha-bot")))
+    made = ecosystem_at(template, "v90.0.1", ["alpha-bot"])
+    add_bot(made, "alpha-bot", "v90.0.0", {"bot_name": "Alpha Bot"})
     return made
 
 

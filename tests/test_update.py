@@ -457,3 +457,86 @@ def test_move_module_script_handles_moves_and_imports(tmp_path: Path) -> None:
         "import pkg.services.old_name_extra\n"
     )
     assert (bot / ".venv/lib/b.py").read_text() == "import pkg.services.old_name\n"
+
+
+def run_move_module(bot: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = REPO_ROOT / "scripts/move_module.py"
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=bot, check=True, capture_output=True, text=True
+    )
+
+
+def test_move_module_rewrites_relative_imports_into_the_right_group(tmp_path: Path) -> None:
+    """`from ..services.media import (...)` becomes an ecosystem_shared import in that group
+    (ruff's isort sections of the bots), `from . import wb_routes` keeps its local name."""
+    bot = tmp_path / "bot"
+    (bot / "pkg/services").mkdir(parents=True)
+    (bot / "pkg/handlers").mkdir()
+    (bot / "ecosystem_shared/wildberries").mkdir(parents=True)
+    for path in ("pkg/services/media.py", "ecosystem_shared/wildberries/__init__.py"):
+        (bot / path).write_text("X = 1\nY = 2\n")
+    (bot / "pkg/services/wb_routes.py").write_text("ROWS = ()\n")
+    (bot / "ecosystem_shared/wildberries/route_table.py").write_text("ROWS = ()\n")
+    (bot / "pkg/handlers/media.py").write_text(
+        "import re\n\n"
+        "from ecosystem_shared.analytics import Analytics\n"
+        "from ecosystem_shared.telegram import send\n\n"
+        "from ..services.media import (\n    X,\n    Y,\n)\n"
+        "from ..settings import Settings\n"
+    )
+    (bot / "pkg/services/kept.py").write_text("from . import wb_routes\n\nROWS = wb_routes.ROWS\n")
+    (bot / "pkg/settings.py").write_text(
+        "from pydantic import Field\n\nfrom .services.media import X\n\nLIMIT = Field(X)\n"
+    )
+    result = run_move_module(
+        bot,
+        "pkg/services/media.py",
+        "ecosystem_shared/wildberries/__init__.py",
+        "pkg/services/wb_routes.py",
+        "ecosystem_shared/wildberries/route_table.py",
+    )
+    assert "removed pkg/services/media.py" in result.stderr
+    assert not (bot / "pkg/services/media.py").exists()
+    assert not (bot / "pkg/services/wb_routes.py").exists()
+    assert (bot / "pkg/handlers/media.py").read_text() == (
+        "import re\n\n"
+        "from ecosystem_shared.analytics import Analytics\n"
+        "from ecosystem_shared.telegram import send\n"
+        "from ecosystem_shared.wildberries import (\n    X,\n    Y,\n)\n\n"
+        "from ..settings import Settings\n"
+    )
+    assert (bot / "pkg/services/kept.py").read_text() == (
+        "from ecosystem_shared.wildberries import route_table as wb_routes\n\n"
+        "ROWS = wb_routes.ROWS\n"
+    )
+    assert (bot / "pkg/settings.py").read_text() == (
+        "from pydantic import Field\n\n"
+        "from ecosystem_shared.wildberries import X\n\n"
+        "LIMIT = Field(X)\n"
+    )
+
+
+def test_move_module_keeps_a_file_the_author_changed(tmp_path: Path) -> None:
+    """A stale bot-owned copy that is neither the new file nor what a release generated holds
+    the author's changes: it stays, its imports stay, and the manual step is printed."""
+    bot = tmp_path / "bot"
+    (bot / "pkg/services").mkdir(parents=True)
+    (bot / "ecosystem_shared").mkdir()
+    (bot / "ecosystem_shared/client.py").write_text("X = 2\n")
+    (bot / "pkg/services/client.py").write_text("X = 1  # the author's tuning\n")
+    (bot / "pkg/use.py").write_text("from pkg.services.client import X\n")
+    result = run_move_module(bot, "pkg/services/client.py", "ecosystem_shared/client.py")
+    assert (bot / "pkg/services/client.py").read_text() == "X = 1  # the author's tuning\n"
+    assert (bot / "pkg/use.py").read_text() == "from pkg.services.client import X\n"
+    assert "kept pkg/services/client.py" in result.stderr
+    assert "then delete pkg/services/client.py" in result.stderr
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import move_module
+
+    # What a release generated there (the bot never changed it): removed.
+    generated = [b"X = 1  # the author's tuning\n"]
+    gone, notes = move_module.move_file(
+        bot, Path("pkg/services/client.py"), Path("ecosystem_shared/client.py"), generated
+    )
+    assert gone and not (bot / "pkg/services/client.py").exists(), notes

@@ -33,7 +33,7 @@ CDN_SERVER = Path(__file__).parent / "images" / "fake-wb-cdn"
 ARTICLE = 485_112_345
 CDN_ENV = {"CDN_ARTICLES": str(ARTICLE), "CDN_PHOTOS": "3", "CDN_PHOTO_SIZE": "4096"}
 CDN_URL = "http://fake-wb-cdn:8080"
-ROUTE_MAP_PATH = "cdn.wbbasket.ru/api/v3/upstreams"  # where tests/bot/fake_wb_cdn.py serves it
+ROUTE_MAP_PATH = "cdn.wbbasket.ru/api/v3/upstreams"  # where fake_wb_cdn.py serves it
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -154,14 +154,17 @@ class Ecosystem:
         return json.dumps({"services": services}, indent=2)  # JSON is YAML
 
     def _cdn_service(self, bot: BotSpec) -> dict[str, Any]:
-        """The media bot's own fake CDN (its tests/bot/fake_wb_cdn.py), run in its image."""
+        """The fake CDN of the media bot's ecosystem_shared/testing/fake_wb_cdn.py, in its image."""
         code = self.code_dir(bot)
         return {
             "image": f"{self.project}-{self.service_of(bot)}",
             "pull_policy": "never",
             "command": ["python", "/cdn-server/server.py"],
             "environment": {"PYTHONPATH": f"{code}:/cdn-bot", **CDN_ENV},
-            "volumes": [f"./{bot.slug}/tests/bot:/cdn-bot:ro", f"{CDN_SERVER}:/cdn-server:ro"],
+            "volumes": [
+                f"./{bot.slug}/ecosystem_shared/testing:/cdn-bot:ro",
+                f"{CDN_SERVER}:/cdn-server:ro",
+            ],
             "healthcheck": {
                 "test": [
                     "CMD",

@@ -1,9 +1,9 @@
 """The media bot's own fake Wildberries CDN as a container of the ecosystem's end-to-end tests.
 
-Runs ``tests/bot/fake_wb_cdn.py`` of the rendered media bot (built from public evidence of the
-CDN's layout; see that file) inside the media bot's own image, which has its package and
-aiohttp, on port 8080. Every article in ``CDN_ARTICLES`` (comma-separated) has ``CDN_PHOTOS``
-photos of ``CDN_PHOTO_SIZE`` bytes on the host the sample route map gives it.
+Runs ``ecosystem_shared/testing/fake_wb_cdn.py`` of the rendered media bot (built from public
+evidence of the CDN's layout; see that file) inside the media bot's own image, which has its
+package and aiohttp, on port 8080. Every article in ``CDN_ARTICLES`` (comma-separated) has
+``CDN_PHOTOS`` photos of ``CDN_PHOTO_SIZE`` bytes on the host the sample route map gives it.
 """
 
 from __future__ import annotations
