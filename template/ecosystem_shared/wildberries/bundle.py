@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-# Telegram's album size (sendMediaGroup takes 2..10 items).
-ALBUM_SIZE = 10
+from aiogram.utils.media_group import MAX_MEDIA_GROUP_SIZE
+
+# Telegram's album size (sendMediaGroup takes 2..10 items), as aiogram's MediaGroupBuilder has it.
+ALBUM_SIZE = MAX_MEDIA_GROUP_SIZE
 
 T = TypeVar("T")
 
