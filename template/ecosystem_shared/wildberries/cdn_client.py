@@ -10,6 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
+from ecosystem_shared.backoff import retry_backoff
+
 from .bundle import MediaFile
 from .errors import MB, MediaSourceError, MediaTooLarge
 from .files import discard
@@ -25,11 +27,12 @@ ATTEMPTS = 4
 MAX_RETRY_AFTER = 30.0
 
 
-def _retry_delay(attempt: int, retry_after: str | None, base: float) -> float:
-    if retry_after is not None:
+def _retry_after(header: str | None) -> float | None:
+    """A Retry-After header in seconds (capped); None when absent or not a number."""
+    if header is not None:
         with contextlib.suppress(ValueError):
-            return min(max(float(retry_after), 0.0), MAX_RETRY_AFTER)
-    return float(min(base * 2**attempt, MAX_RETRY_AFTER))
+            return min(max(float(header), 0.0), MAX_RETRY_AFTER)
+    return None
 
 
 class CdnClient:
@@ -64,6 +67,7 @@ class CdnClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """The response to GET ``url``; ``retry_connect=False``: a host that cannot be reached
         (no such host when probing) fails at once instead of after the retries."""
+        waits = retry_backoff(self.retry_base, MAX_RETRY_AFTER)
         for attempt in range(ATTEMPTS):
             last = attempt + 1 == ATTEMPTS
             await self._pace()
@@ -72,10 +76,12 @@ class CdnClient:
             except (aiohttp.ClientError, TimeoutError) as error:
                 if last or (not retry_connect and isinstance(error, aiohttp.ClientConnectorError)):
                     raise
-                await asyncio.sleep(_retry_delay(attempt, None, self.retry_base))
+                await asyncio.sleep(next(waits))
                 continue
             if response.status in RETRIED_STATUSES and not last:
-                delay = _retry_delay(attempt, response.headers.get("Retry-After"), self.retry_base)
+                wait = next(waits)  # the backoff grows whether or not the server names a wait
+                asked = _retry_after(response.headers.get("Retry-After"))
+                delay = wait if asked is None else asked
                 response.release()
                 logger.debug("HTTP %s for %s; retrying in %.2f s", response.status, url, delay)
                 await asyncio.sleep(delay)
