@@ -1,5 +1,6 @@
-"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY, the
-audience's sights and block marks (:mod:`ecosystem_shared.audience`) in the same transaction."""
+"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY (and
+their hourly counts, :mod:`ecosystem_shared.hourly`), the audience's sights and block marks
+(:mod:`ecosystem_shared.audience`) in the same transaction."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ecosystem_shared.audience import (
 )
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.hourly import add_hourly_counts
 from ecosystem_shared.sanitize import (
     LANGUAGE_CODE_LIMIT,
     NAME_LIMIT,
@@ -162,10 +164,10 @@ async def write_batch(
     known_pairs: Container[tuple[int, str]] = (),
     stored_sights: Mapping[SightKey, StoredSight] | None = None,
 ) -> list[int]:
-    """Users, placeholder users, events, first sights of (user, bot) pairs not in
-    ``known_pairs``, the audience's sights (those ``stored_sights`` does not make redundant),
-    then its block marks, in one transaction (a mark observed after an event of the batch is
-    applied after it). Returns the upserted ids."""
+    """Users, placeholder users, events and their hourly counts, first sights of (user, bot)
+    pairs not in ``known_pairs``, the audience's sights (those ``stored_sights`` does not make
+    redundant), then its block marks, in one transaction (a mark observed after an event of the
+    batch is applied after it). Returns the upserted ids."""
     users: dict[int, UserRow] = {}
     events: list[EventRow] = []
     marks: list[AudienceMark] = []
@@ -184,6 +186,7 @@ async def write_batch(
             await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
         if events:
             await _insert_events(conn, events, timeout)
+            await add_hourly_counts(conn, events, timeout)
             sights = first_sights(events)
             pairs = sorted(pair for pair in sights if pair not in known_pairs)
             if pairs:
