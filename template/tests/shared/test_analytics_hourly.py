@@ -4,7 +4,9 @@ a recompute made them or both, also for local days of a DST change in a zone at 
 offset; a recompute running beside a writer loses and doubles nothing."""
 
 import asyncio
+import functools
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -153,6 +155,22 @@ async def test_events_by_type_equal_the_raw_count(
             assert stats.total_events == sum(want.values())
 
 
+async def waits_for_commit(
+    holder: asyncpg.Connection,
+    hold: Callable[[], Awaitable[object]],
+    waiter: Callable[[], Awaitable[object]],
+) -> None:
+    """``hold`` in an open transaction of ``holder``; ``waiter`` must wait until its commit."""
+    transaction = holder.transaction()
+    await transaction.start()
+    await hold()
+    task = asyncio.ensure_future(waiter())
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    await transaction.commit()
+    await task
+
+
 async def test_a_recompute_beside_a_writer_counts_each_batch_once(
     conn: asyncpg.Connection, database_url: str
 ) -> None:
@@ -164,34 +182,22 @@ async def test_a_recompute_beside_a_writer_counts_each_batch_once(
     await write_batch(conn, [event], timeout=10)
     writer = await asyncpg.connect(database_url)
     recompute = await asyncpg.connect(database_url)
+
+    async def recount_held() -> None:
+        await recompute.execute("SELECT shared.analytics_rollup_hour($1)", hour)
+
     try:
         # 1. The writer's batch is in, uncommitted, when the recompute starts: it waits.
-        transaction = writer.transaction()
-        await transaction.start()
-        await write_batch(writer, [event, event], timeout=10)
-        task = asyncio.create_task(roll_up_hours(recompute, hour, now=hour))
-        await asyncio.sleep(0.5)
-        assert not task.done()
-        await transaction.commit()
-        await task
+        await waits_for_commit(
+            writer,
+            lambda: write_batch(writer, [event, event], timeout=10),
+            lambda: roll_up_hours(recompute, hour, now=hour),
+        )
         # 2. The recompute holds the lock: the writer's counts wait for it, then land on it.
-        transaction = recompute.transaction()
-        await transaction.start()
-        await recompute.execute("SELECT shared.analytics_rollup_hour($1)", hour)
-        batch = asyncio.create_task(write_batch(writer, [event], timeout=10))
-        await asyncio.sleep(0.5)
-        assert not batch.done()
-        await transaction.commit()
-        await batch
+        await waits_for_commit(recompute, recount_held, lambda: write_batch(writer, [event], 10))
         # 3. Two recomputes of one hour (two bots starting): the second waits, then recounts.
-        transaction = recompute.transaction()
-        await transaction.start()
-        await recompute.execute("SELECT shared.analytics_rollup_hour($1)", hour)
-        second = asyncio.create_task(roll_up_hours(writer, hour, now=hour))
-        await asyncio.sleep(0.5)
-        assert not second.done()
-        await transaction.commit()
-        await second
+        second = functools.partial(roll_up_hours, writer, hour, now=hour)
+        await waits_for_commit(recompute, recount_held, second)
     finally:
         await writer.close()
         await recompute.close()
