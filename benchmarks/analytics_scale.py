@@ -62,7 +62,7 @@ def _shared(module: str) -> ModuleType:
 
 stats_module = _shared("stats")
 audience_module = _shared("audience")
-# Its upsert_sights and add_hourly_counts are swapped out in step 4 (the cost of each).
+# Its upsert_sights and before_events are swapped in step 4 (the cost of each).
 store_module: Any = _shared("analytics_store")
 hourly_module = _shared("hourly")
 postgres = _shared("testing.postgres")
@@ -367,6 +367,14 @@ async def _skipped(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+async def _placeholders_only(
+    conn: asyncpg.Connection, missing: list[int], events: Any, timeout: float
+) -> None:
+    """The writer before the hourly counts: placeholder users only, when there are any."""
+    if missing:
+        await conn.execute(store_module.PLACEHOLDER_USERS, missing, timeout=timeout)
+
+
 async def ingest_once(
     url: str, rows: int, label: str, *, audience: bool = True, hourly: bool = True
 ) -> float:
@@ -374,11 +382,11 @@ async def ingest_once(
     the hourly counts' per-batch upsert."""
     db = Database(url)
     await db.start()
-    upsert_sights, add_hourly_counts = store_module.upsert_sights, store_module.add_hourly_counts
+    upsert_sights, before_events = store_module.upsert_sights, store_module.before_events
     if not audience:
         store_module.upsert_sights = _skipped
     if not hourly:
-        store_module.add_hourly_counts = _skipped
+        store_module.before_events = _placeholders_only
     try:
         analytics = Analytics(db, label, buffer_size=rows, batch_size=500)
         for i in range(rows):
@@ -392,7 +400,7 @@ async def ingest_once(
         return float(rows / elapsed)
     finally:
         store_module.upsert_sights = upsert_sights
-        store_module.add_hourly_counts = add_hourly_counts
+        store_module.before_events = before_events
         await db.close()
 
 

@@ -24,7 +24,7 @@ from ecosystem_shared.audience import (
 )
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
-from ecosystem_shared.hourly import add_hourly_counts
+from ecosystem_shared.hourly import ADD_COUNTS, hourly_counts
 from ecosystem_shared.sanitize import (
     LANGUAGE_CODE_LIMIT,
     NAME_LIMIT,
@@ -74,6 +74,13 @@ PLACEHOLDER_USERS = """
 INSERT INTO shared.users (telegram_id, first_name)
 SELECT id, '' FROM unnest($1::bigint[]) AS t(id) ORDER BY id
 ON CONFLICT (telegram_id) DO NOTHING
+"""
+
+# The events' foreign key needs a row for each user, and the events add to their hourly counts
+# (ecosystem_shared.hourly): one statement, one round trip (a data-modifying WITH always runs).
+PLACEHOLDERS_AND_COUNTS = f"""
+WITH placeholders AS ({PLACEHOLDER_USERS})
+{ADD_COUNTS}
 """
 
 # Each bot's first sight of a user (shared.analytics_bot_users), kept current with every batch so
@@ -182,11 +189,9 @@ async def write_batch(
     missing = sorted({e[0] for e in events if e[0] is not None} - users.keys())
     async with conn.transaction():
         await upsert_users(conn, users.values(), timeout)
-        if missing:
-            await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
         if events:
+            await before_events(conn, missing, events, timeout)
             await _insert_events(conn, events, timeout)
-            await add_hourly_counts(conn, events, timeout)
             sights = first_sights(events)
             pairs = sorted(pair for pair in sights if pair not in known_pairs)
             if pairs:
@@ -197,6 +202,13 @@ async def write_batch(
         if marks:
             await apply_marks(conn, marks, timeout=timeout)
     return user_ids
+
+
+async def before_events(
+    conn: asyncpg.Connection, missing: list[int], events: list[EventRow], timeout: float
+) -> None:
+    """Placeholder users for the ``missing`` ids, and the hourly counts of ``events``."""
+    await conn.execute(PLACEHOLDERS_AND_COUNTS, missing, *hourly_counts(events), timeout=timeout)
 
 
 async def _insert_events(conn: asyncpg.Connection, events: list[EventRow], timeout: float) -> None:

@@ -1,7 +1,8 @@
 """Hourly event counts per bot and type (see ``sql/10-analytics-hourly.sql``): what /stats
 counts for its last 24 hours, without scanning a day of raw events.
 
-The analytics writer adds every batch's counts in the batch's transaction (:data:`UPSERT_HOURLY`);
+The analytics writer adds every batch's counts in the batch's transaction (:data:`ADD_COUNTS`,
+in the statement that also makes the batch's placeholder users: no round trip more per batch);
 the bots recompute the last :data:`RECENT_HOURS` hours from the events at start and daily
 (:func:`refresh_recent_hours`: the first start after the upgrade fills them, later runs count rows
 written by other means); ``python -m ecosystem_shared.stats rebuild --since`` recomputes its range.
@@ -23,10 +24,11 @@ logger = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 RECENT_HOURS = 48
 
-# One statement per batch; keys sorted (concurrent writers lock rows in one order).
-UPSERT_HOURLY = """
+# Parameters $2-$5 (after the writer's $1): the columns of :func:`hourly_counts`, keys sorted
+# (concurrent writers lock rows in one order).
+ADD_COUNTS = """
 INSERT INTO shared.analytics_hourly_events AS h (hour, bot_name, event_type, events)
-SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
+SELECT * FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[])
 ON CONFLICT (hour, bot_name, event_type) DO UPDATE SET events = h.events + EXCLUDED.events
 """
 
@@ -59,22 +61,12 @@ def ceil_hour(moment: datetime) -> datetime:
 
 
 def hourly_counts(events: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
-    """Columns for :data:`UPSERT_HOURLY` from event rows (telegram_id, bot_name, event_type,
+    """Columns for :data:`ADD_COUNTS` from event rows (telegram_id, bot_name, event_type,
     event_data, created_at)."""
     counts = Counter((floor_hour(row[4]), row[1], row[2]) for row in events)
     keys = sorted(counts)
     return [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
             [counts[k] for k in keys]]  # fmt: skip
-
-
-async def add_hourly_counts(
-    conn: asyncpg.Connection, events: Iterable[tuple[Any, ...]], timeout: float
-) -> None:
-    """The writer's share: ``events``' counts added, in the caller's transaction (the one that
-    inserts them)."""
-    columns = hourly_counts(events)
-    if columns[0]:
-        await conn.execute(UPSERT_HOURLY, *columns, timeout=timeout)
 
 
 async def events_by_type(
