@@ -13,17 +13,19 @@ throwaway cluster of the test kit. Steps, each timed and printed:
    photo_sent with a count, video_sent, error, and the custom subscription_purchased,
    api_request_success, command_used), by ``INSERT ... SELECT generate_series`` month by month
    into the partitioned table (every index, the GIN index and the foreign key maintained).
-2. **Roll up** every finished day (what a bot does after the upgrade), then fill the audience
+2. **Roll up** every finished day and recount the last 48 hours' hourly counts (what a bot
+   does after the upgrade), then fill the audience
    (``shared.bot_audience``) the way ``04-audience.sql`` does for an ecosystem deployed before it,
    and mark 5 % of its rows blocked over the last days.
 3. **Queries**, ``--repeat`` times each, p50 and p95: the digest of yesterday (rollups), the
    same figures from the raw events with the anti-join the template used before, ``/stats``'s
-   last 24 hours, the 14-day chart data, the audience per bot, and the seed's section 7.3
-   queries.
+   last 24 hours (hourly counts and raw edges; the raw scan it replaced, side by side), the
+   14-day chart data, the audience per bot, and the seed's section 7.3 queries.
 4. **Ingest**: the analytics writer (``Analytics``: buffer, batches, binary COPY) into the
-   partitioned table, into a plain one, and into the partitioned one without the audience's
-   per-batch upsert, ``--ingest-rounds`` interleaved rounds of ``--ingest-rows`` events each,
-   in one run.
+   partitioned table, into a plain one, into the partitioned one without the audience's
+   per-batch upsert, and into both without the hourly counts' per-batch upsert (the writer
+   before them), ``--ingest-rounds`` interleaved rounds of ``--ingest-rows`` events each, in
+   one run.
 5. **Sizes** of the table, its indexes and the rollups.
 6. **Switch** a plain table of ``--migrate-events`` events to the partitioned one while a writer
    keeps adding events: total time, writes blocked, rows lost or duplicated.
@@ -60,7 +62,9 @@ def _shared(module: str) -> ModuleType:
 
 stats_module = _shared("stats")
 audience_module = _shared("audience")
-store_module: Any = _shared("analytics_store")  # its upsert_sights is swapped in step 4
+# Its upsert_sights and before_events are swapped in step 4 (the cost of each).
+store_module: Any = _shared("analytics_store")
+hourly_module = _shared("hourly")
 postgres = _shared("testing.postgres")
 Analytics: Any = _shared("analytics").Analytics
 Database: Any = _shared("db").Database
@@ -71,6 +75,7 @@ finish_partitioning: Any = _shared("partitions").finish_partitioning
 last_finished_day: Any = _shared("rollups").last_finished_day
 roll_up_finished_days: Any = _shared("rollups").roll_up_finished_days
 catch_up_first_sights: Any = _shared("rollups").catch_up_first_sights
+refresh_recent_hours: Any = hourly_module.refresh_recent_hours
 
 ZONE = "Europe/Moscow"
 PLAIN_SCHEMA = [path for path in shared_migrations() if path.name < "06"]
@@ -295,7 +300,7 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
         ),
         "before: events by type (raw day)": (stats_module._EVENTS_BY_TYPE, (lo, hi, None)),
         "before: new to each bot (anti-join)": (OLD_NEW_PER_BOT, (lo, hi)),
-        "/stats: events by type (last 24 h, raw)": (
+        "before: /stats events by type (last 24 h, raw)": (
             stats_module._EVENTS_BY_TYPE,
             (now - timedelta(hours=24), now, None),
         ),
@@ -306,6 +311,12 @@ async def queries(conn: asyncpg.Connection, repeat: int) -> dict[str, Any]:
     }
     for label, (sql, params) in day_sql.items():
         await measure(label, functools.partial(conn.fetch, sql, *params), repeat, results)
+    await measure(
+        "/stats: events by type (last 24 h, hourly + raw edges)",
+        lambda: hourly_module.events_by_type(conn, now - timedelta(hours=24), now),
+        repeat,
+        results,
+    )
     await measure(
         "digest: all of yesterday's figures (query_day_stats)",
         lambda: stats_module.query_day_stats(conn, yesterday, ZONE),
@@ -352,17 +363,30 @@ async def fill_audience(conn: asyncpg.Connection) -> dict[str, Any]:
     return {"seconds": round(seconds, 1), "rows": rows}
 
 
-async def _no_sights(*args: Any, **kwargs: Any) -> None:
+async def _skipped(*args: Any, **kwargs: Any) -> None:
     return None
 
 
-async def ingest_once(url: str, rows: int, label: str, *, audience: bool = True) -> float:
-    """Events/s of one flush; ``audience=False``: without the audience's per-batch upsert."""
+async def _placeholders_only(
+    conn: asyncpg.Connection, missing: list[int], events: Any, timeout: float
+) -> None:
+    """The writer before the hourly counts: placeholder users only, when there are any."""
+    if missing:
+        await conn.execute(store_module.PLACEHOLDER_USERS, missing, timeout=timeout)
+
+
+async def ingest_once(
+    url: str, rows: int, label: str, *, audience: bool = True, hourly: bool = True
+) -> float:
+    """Events/s of one flush; ``audience=False``, ``hourly=False``: without the audience's or
+    the hourly counts' per-batch upsert."""
     db = Database(url)
     await db.start()
-    upsert_sights = store_module.upsert_sights
+    upsert_sights, before_events = store_module.upsert_sights, store_module.before_events
     if not audience:
-        store_module.upsert_sights = _no_sights
+        store_module.upsert_sights = _skipped
+    if not hourly:
+        store_module.before_events = _placeholders_only
     try:
         analytics = Analytics(db, label, buffer_size=rows, batch_size=500)
         for i in range(rows):
@@ -376,13 +400,15 @@ async def ingest_once(url: str, rows: int, label: str, *, audience: bool = True)
         return float(rows / elapsed)
     finally:
         store_module.upsert_sights = upsert_sights
+        store_module.before_events = before_events
         await db.close()
 
 
 async def ingest(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Events/s of the analytics writer's flush into each table, interleaved rounds; also into
-    the partitioned one without the audience's upsert (its cost, side by side)."""
-    variants = ("partitioned", "plain", "no audience")
+    the partitioned one without the audience's upsert, and into both without the hourly counts'
+    upsert (the cost of each, side by side)."""
+    variants = ("partitioned", "plain", "no audience", "no hourly", "plain, no hourly")
     rates: dict[str, list[float]] = {kind: [] for kind in variants}
     async with (
         database(admin_url, "scale_ingest_part") as part_url,
@@ -399,21 +425,32 @@ async def ingest(admin_url: str, args: argparse.Namespace) -> dict[str, Any]:
         for round_ in range(args.ingest_rounds):
             shift = round_ % len(variants)
             for kind in variants[shift:] + variants[:shift]:
-                url = plain_url if kind == "plain" else part_url
+                url = plain_url if kind.startswith("plain") else part_url
                 rate = await ingest_once(
-                    url, args.ingest_rows, f"ingest {kind}", audience=kind != "no audience"
+                    url,
+                    args.ingest_rows,
+                    f"ingest {kind}",
+                    audience=kind != "no audience",
+                    hourly="no hourly" not in kind,
                 )
                 rates[kind].append(rate)
                 say(f"  round {round_ + 1} {kind:<12} {rate:10,.0f} events/s")
-    part, plain, bare = (statistics.median(rates[k]) for k in variants)
+    part, plain, bare, unhourly, plain_before = (statistics.median(rates[k]) for k in variants)
     say(f"  median: partitioned {part:,.0f}/s, plain {plain:,.0f}/s, ratio {part / plain:.3f}")
     say(f"  audience upsert: {bare:,.0f}/s without it, with/without {part / bare:.3f}")
+    say(f"  hourly upsert: {unhourly:,.0f}/s without it, with/without {part / unhourly:.3f}")
+    say(f"  partitioned with it / plain without it ({plain_before:,.0f}/s):"
+        f" {part / plain_before:.3f}")  # fmt: skip
     return {
         "partitioned_per_s": part,
         "plain_per_s": plain,
         "ratio": part / plain,
         "no_audience_per_s": bare,
         "audience_ratio": part / bare,
+        "no_hourly_per_s": unhourly,
+        "hourly_ratio": part / unhourly,
+        "plain_no_hourly_per_s": plain_before,
+        "ratio_to_plain_before": part / plain_before,
         **rates,
     }
 
@@ -436,6 +473,10 @@ async def sizes(conn: asyncpg.Connection) -> dict[str, int]:
     )
     found = {key: int(row[key]) for key in ("heap", "indexes", "total", "partitions")}
     found["rollups_and_first_seen"] = int(rollups)
+    hourly = await conn.fetchval(
+        "SELECT pg_total_relation_size('shared.analytics_hourly_events'::regclass)"
+    )
+    found["hourly_counts"] = int(hourly)
     mib = {key: f"{value / 2**20:,.0f} MiB" for key, value in found.items() if key != "partitions"}
     say(f"  {found['partitions']} partitions; {mib}")
     return found
@@ -525,13 +566,18 @@ async def scale(admin_url: str, args: argparse.Namespace, out: dict[str, Any]) -
             say(f"1. generating {args.events:,} events, {args.users:,} users, {args.bots} bots")
             out["generate_seconds"] = round(await generate(conn, url, args), 1)
             say(f"   generation took {out['generate_seconds']} s")
-            say("2. rolling up every finished day")
+            say("2. rolling up every finished day, and the hourly counts of the last 48 hours")
             started = time.perf_counter()
             days = await roll_up_finished_days(conn, ZONE)
             await catch_up_first_sights(conn)  # today's, as a bot's maintenance does
             out["rollup_seconds"] = round(time.perf_counter() - started, 1)
             out["rollup_days"] = len(days)
             say(f"   {len(days)} days in {out['rollup_seconds']} s")
+            started = time.perf_counter()
+            hours = await refresh_recent_hours(conn)
+            out["hourly_seconds"] = round(time.perf_counter() - started, 1)
+            out["hourly_hours"] = hours
+            say(f"   hourly counts: {hours} hours in {out['hourly_seconds']} s")
             say("2b. the audience from the events (04-audience.sql's backfill)")
             out["audience"] = await fill_audience(conn)
             await conn.execute("VACUUM ANALYZE")
