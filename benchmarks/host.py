@@ -32,287 +32,32 @@ import asyncio
 import contextlib
 import importlib
 import json
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import asyncpg
 
 if __package__ in (None, ""):  # `python benchmarks/host.py`: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.rendered_bot import fetchval
-from devkit.interpreters import IMMORTAL_VERSIONS, bots_venv, find_python, version_of
+from benchmarks.host_processes import FIRST_USER, Bench, Host, Separate, smaps, start_polling
+from benchmarks.host_report import MIB, ModeResult, interpreter, merged, table
+from benchmarks.rendered_bot import fetchval, postgres_server
+from benchmarks.results import Results, progress
+from devkit.interpreters import bots_venv, find_python
+from devkit.render import copy_template
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024.0
 KINDS: tuple[dict[str, Any], ...] = (
     {"mode": "text"},
     {"mode": "media", "local_bot_api": True},
     {"mode": "text", "crm": True},
 )
-FIRST_USER = 7_100_000_000
-TARGET_PSS_MIB = 400.0
-TARGET_PSS_RATIO = 0.3
-TARGET_THROUGHPUT = 0.9
-TARGET_RESTART_S = 2.0
-
-
-@dataclass
-class ModeResult:
-    mode: str
-    start_s: float = 0.0
-    per_bot_updates_s: dict[str, float] = field(default_factory=dict)
-    pss_kib: dict[str, int] = field(default_factory=dict)  # process label -> PSS
-    private_dirty_kib: dict[str, int] = field(default_factory=dict)
-    idle_pss_kib: dict[str, int] = field(default_factory=dict)  # after start, before traffic
-    restart_s: float = 0.0
-    events_expected: int = 0
-    events_stored: int = 0
-
-    @property
-    def total_pss_mib(self) -> float:
-        return sum(self.pss_kib.values()) / MIB
-
-    @property
-    def median_updates_s(self) -> float:
-        return statistics.median(self.per_bot_updates_s.values())
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def render(dst: Path, answers: dict[str, Any]) -> None:
-    import copier
-    import copier.errors
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", copier.errors.DirtyLocalWarning)
-        warnings.simplefilter("ignore", copier.errors.MissingSettingsWarning)
-        copier.run_copy(
-            str(REPO_ROOT),
-            dst,
-            data=answers,
-            defaults=True,
-            unsafe=True,
-            vcs_ref="HEAD",
-            quiet=True,
-        )
-
-
-def smaps(pid: int) -> dict[str, int]:
-    """``/proc/PID/smaps_rollup`` in KiB (Pss, Private_Dirty, Shared_Dirty, ...)."""
-    found = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        name, _, rest = line.partition(":")
-        found[name] = int(rest.split()[0])
-    return found
-
-
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
-@dataclass
-class Bench:
-    eco: Path
-    slugs: list[str]
-    names: dict[str, str]
-    packages: dict[str, str]
-    apis: dict[str, Any]
-    users: int
-    admin_url: str
-    postgres_testing: Any  # the rendered bot's ecosystem_shared.testing.postgres
-    python: str  # runs the bots and the host
-    next_user: int = FIRST_USER
-    metrics_port: int = 0  # --metrics-port: bot n serves /metrics on this + n (0: off)
-
-    def scrape_all(self) -> int:
-        """GET every bot's /metrics once (what Prometheus costs a bot); the bytes read."""
-        total = 0
-        for n, _ in enumerate(self.slugs):
-            url = f"http://127.0.0.1:{self.metrics_port + n}/metrics"
-            with urllib.request.urlopen(url, timeout=10) as response:
-                total += len(response.read())
-        return total
-
-    def write_envs(self, database_url: str) -> None:
-        for slug in self.slugs:
-            api = self.apis[slug]
-            values = {
-                "BOT_TOKEN": api.token,
-                "TELEGRAM_API_BASE_URL": api.base_url,
-                "DATABASE_URL": database_url,
-                "RATE_LIMIT_SECONDS": "0.001",
-                "ANALYTICS_FLUSH_SECONDS": "0.5",
-                "HEALTH_FILE": str(self.eco / f".alive-{slug}"),
-                "LOG_LEVEL": "WARNING",
-            }
-            if self.metrics_port:  # the host overrides it with the same port (HOST_METRICS_PORT)
-                values["METRICS_PORT"] = str(self.metrics_port + self.slugs.index(slug))
-            lines = []
-            example = (self.eco / slug / ".env.example").read_text(encoding="utf-8")
-            for line in example.splitlines():
-                name = line.partition("=")[0]
-                lines.append(f"{name}={values.pop(name)}" if name in values else line)
-            lines += [f"{k}={v}" for k, v in values.items()]
-            (self.eco / slug / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    async def wait_polling(self, since: dict[str, int], timeout: float = 900.0) -> None:
-        await asyncio.gather(
-            *(self.apis[s].wait_for_polling(timeout, since=since[s]) for s in self.slugs)
-        )
-
-    async def starts(self, slug: str, count: int, timeout: float = 120.0) -> float:
-        """Push /start from ``count`` new users at once; seconds until the last reply."""
-        api = self.apis[slug]
-        users = set(range(self.next_user, self.next_user + count))
-        self.next_user += count
-        for user in sorted(users):
-            api.push_message("/start", user_id=user, first_name=f"U{user}")
-        pushed = time.monotonic()
-        deadline = pushed + timeout
-        while True:
-            replies = [c for c in api.calls("sendMessage") if c.params.get("chat_id") in users]
-            if len({c.params["chat_id"] for c in replies}) >= count:
-                return max(float(c.time) for c in replies) - pushed
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{slug}: {len(replies)}/{count} replies after {timeout} s")
-            await asyncio.sleep(0.02)
-
-    async def stored(self, database_url: str) -> int:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(DISTINCT (bot_name, telegram_id)) FROM shared.analytics_events"
-                    " WHERE event_type = 'user_start'"
-                )
-            )
-        finally:
-            await conn.close()
-
-
-class Separate:
-    """Ten ``python -m <package>`` processes, each run from its bot directory."""
-
-    def __init__(self, bench: Bench) -> None:
-        self.bench = bench
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-
-    async def start_one(self, slug: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-        self.procs[slug] = await asyncio.create_subprocess_exec(
-            self.bench.python,
-            "-m",
-            self.bench.packages[slug],
-            cwd=self.bench.eco / slug,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sys.stderr.fileno(),
-        )
-
-    async def start(self) -> None:
-        for slug in self.bench.slugs:
-            await self.start_one(slug)
-
-    def pids(self) -> dict[str, int]:
-        return {slug: p.pid for slug, p in self.procs.items()}
-
-    async def kill_and_restart(self, slug: str) -> None:
-        self.procs[slug].kill()
-        await self.procs[slug].wait()
-        await self.start_one(slug)  # at once, as `restart: unless-stopped` does the first time
-
-    async def first_exit(self) -> str:
-        """Waits until one bot process exits (before it should): which one and how."""
-        waits = {asyncio.ensure_future(p.wait()): slug for slug, p in self.procs.items()}
-        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        task = done.pop()
-        return f"{waits[task]} exited with status {task.result()}"
-
-    async def stop(self) -> list[int]:
-        for p in self.procs.values():
-            p.send_signal(signal.SIGTERM)
-        return [await asyncio.wait_for(p.wait(), 60) for p in self.procs.values()]
-
-
-class Host:
-    """``python -m ecosystem_host`` with the ten bot directories."""
-
-    def __init__(self, bench: Bench) -> None:
-        self.bench = bench
-        self.proc: asyncio.subprocess.Process | None = None
-        self.health = bench.eco / ".host-health"
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-        env["HOST_HEALTH_DIR"] = str(self.health)
-        if self.bench.metrics_port:
-            env["HOST_METRICS_PORT"] = str(self.bench.metrics_port)
-        self.proc = await asyncio.create_subprocess_exec(
-            self.bench.python,
-            "-m",
-            "ecosystem_host",
-            *self.bench.slugs,
-            cwd=self.bench.eco,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sys.stderr.fileno(),
-        )
-
-    def pids(self) -> dict[str, int]:
-        assert self.proc is not None
-        state = json.loads((self.health / "state.json").read_text(encoding="utf-8"))
-        pids = {slug: int(bot["pid"]) for slug, bot in state["bots"].items()}
-        extra = set(children_of(self.proc.pid)) - set(pids.values())
-        return {"host parent": self.proc.pid, **pids, **{f"other {p}": p for p in extra}}
-
-    async def kill_and_restart(self, slug: str) -> None:
-        os.kill(self.pids()[slug], signal.SIGKILL)  # the host restarts it
-
-    async def first_exit(self) -> str:
-        assert self.proc is not None
-        return f"the host exited with status {await self.proc.wait()}"
-
-    async def stop(self) -> list[int]:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return [await asyncio.wait_for(self.proc.wait(), 60)]
-
-
-async def start_polling(bench: Bench, runner: Separate | Host, since: dict[str, int]) -> None:
-    """Start the runner and wait until every bot polls; fails at once if a process exits
-    first (a refused bot, a missing dependency) instead of waiting out the timeout."""
-    await runner.start()
-    polling = asyncio.ensure_future(bench.wait_polling(since))
-    exited = asyncio.ensure_future(runner.first_exit())
-    done, _ = await asyncio.wait({polling, exited}, return_when=asyncio.FIRST_COMPLETED)
-    if polling in done:
-        exited.cancel()
-        polling.result()
-        return
-    polling.cancel()
-    raise RuntimeError(f"{exited.result()} before every bot polled (its output is above)")
 
 
 async def run_mode(bench: Bench, mode: str) -> ModeResult:
@@ -375,20 +120,6 @@ async def run_mode(bench: Bench, mode: str) -> ModeResult:
         await fetchval(bench.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     bench.next_user = FIRST_USER  # each mode has its own database
     return result
-
-
-@contextlib.asynccontextmanager
-async def postgres(postgres_testing: Any) -> AsyncIterator[str]:
-    url = os.environ.get("TEST_DATABASE_URL", "").strip()
-    if url:
-        yield url
-        return
-    server = postgres_testing.PostgresServer()
-    server.start()
-    try:
-        yield str(server.url)
-    finally:
-        server.cleanup()
 
 
 async def side_by_side(
@@ -475,13 +206,13 @@ async def run_all(
     eco = work / "eco"
     slugs = [f"bench-{n + 1:02d}" for n in range(bots)]
     progress(f"rendering a host-mode ecosystem and {bots} bots")
-    render(eco, {"project_type": "ecosystem", "bots": ",".join(slugs), "deployment": "host"})
+    copy_template(eco, {"project_type": "ecosystem", "bots": ",".join(slugs), "deployment": "host"})
     names, packages = {}, {}
     for n, slug in enumerate(slugs):
         names[slug] = f"Bench {n + 1}"
         packages[slug] = slug.replace("-", "_")
         answers = {"bot_name": names[slug], "bot_slug": slug, "language": "en"}
-        render(eco / slug, answers | KINDS[n % len(KINDS)])
+        copy_template(eco / slug, answers | KINDS[n % len(KINDS)])
     if python is None:
         python = sys.executable
     else:
@@ -492,11 +223,12 @@ async def run_all(
     sys.path.insert(0, str(eco / slugs[0]))
     fake_bot_api = importlib.import_module("ecosystem_shared.testing.fake_bot_api")
     postgres_testing = importlib.import_module("ecosystem_shared.testing.postgres")
+    db = importlib.import_module("ecosystem_shared.db")
     apis = {s: fake_bot_api.FakeBotAPI(f"{8000 + n}:bench-token-{s}") for n, s in enumerate(slugs)}
     for api in apis.values():
         await api.start()
     try:
-        async with postgres(postgres_testing) as admin_url:
+        async with postgres_server(postgres_testing, db, Results()) as admin_url:
             bench = Bench(
                 eco, slugs, names, packages, apis, users, admin_url, postgres_testing, python
             )
@@ -517,115 +249,6 @@ async def run_all(
     finally:
         for api in apis.values():
             await api.stop()
-
-
-def interpreter(python: str) -> str:
-    """``Python 3.12.1 (/path)``, and a word when the host cannot make its objects immortal."""
-    version = subprocess.run(
-        [python, "-c", "import platform; print(platform.python_version())"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    described = f"Python {version} ({python})"
-    if version_of(python) not in IMMORTAL_VERSIONS:
-        described += "; no immortal objects on it (the host image runs 3.12): try --python 3.12"
-    return described
-
-
-def merged(results: Sequence[ModeResult], mode: str) -> ModeResult:
-    """Medians over the rounds of one mode (memory: the round with the median total PSS)."""
-    runs = [r for r in results if r.mode == mode]
-    if not runs:
-        return ModeResult(mode)
-    by_pss = sorted(runs, key=lambda r: r.total_pss_mib)[len(runs) // 2]
-    slugs = runs[0].per_bot_updates_s
-    return ModeResult(
-        mode,
-        start_s=statistics.median(r.start_s for r in runs),
-        per_bot_updates_s={
-            slug: statistics.median(r.per_bot_updates_s[slug] for r in runs) for slug in slugs
-        },
-        pss_kib=by_pss.pss_kib,
-        private_dirty_kib=by_pss.private_dirty_kib,
-        restart_s=statistics.median(r.restart_s for r in runs),
-        events_expected=sum(r.events_expected for r in runs),
-        events_stored=sum(r.events_stored for r in runs),
-    )
-
-
-def table(separate: ModeResult, host: ModeResult, bots: int, users: int, python: str) -> str:
-    def ratio(a: float, b: float) -> str:
-        return f"{a / b:.2f}x" if b else "-"
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
-
-    speed_ratio = statistics.median(
-        host.per_bot_updates_s[slug] / separate.per_bot_updates_s[slug]
-        for slug in host.per_bot_updates_s
-    )
-    host_bots = [v for k, v in host.pss_kib.items() if not k.startswith(("host", "other"))]
-    rows = [
-        (
-            "Total PSS after traffic",
-            f"{separate.total_pss_mib:.0f} MiB",
-            f"{host.total_pss_mib:.0f} MiB",
-            ratio(host.total_pss_mib, separate.total_pss_mib),
-            f"<= {TARGET_PSS_MIB:.0f} MiB and <= {TARGET_PSS_RATIO}x: "
-            + verdict(
-                host.total_pss_mib <= TARGET_PSS_MIB
-                and host.total_pss_mib <= TARGET_PSS_RATIO * separate.total_pss_mib
-            ),
-        ),
-        (
-            "PSS per bot (host: child; parent apart)",
-            f"{separate.total_pss_mib / bots:.1f} MiB",
-            f"{statistics.median(host_bots) / MIB:.1f} MiB + parent "
-            f"{host.pss_kib.get('host parent', 0) / MIB:.1f} MiB",
-            "",
-            "",
-        ),
-        (
-            "Start until every bot polls",
-            f"{separate.start_s:.1f} s",
-            f"{host.start_s:.1f} s",
-            ratio(host.start_s, separate.start_s),
-            "",
-        ),
-        (
-            f"/start throughput per bot (median of {bots}; ratio: median of per-bot ratios)",
-            f"{separate.median_updates_s:.0f} upd/s",
-            f"{host.median_updates_s:.0f} upd/s",
-            f"{speed_ratio:.2f}x",
-            f">= {TARGET_THROUGHPUT}x: " + verdict(speed_ratio >= TARGET_THROUGHPUT),
-        ),
-        (
-            "Killed bot answers again",
-            f"{separate.restart_s:.2f} s",
-            f"{host.restart_s:.2f} s",
-            "",
-            f"host <= {TARGET_RESTART_S:.0f} s: " + verdict(host.restart_s <= TARGET_RESTART_S),
-        ),
-        (
-            "user_start events stored",
-            f"{separate.events_stored}/{separate.events_expected}",
-            f"{host.events_stored}/{host.events_expected}",
-            "",
-            "all: "
-            + verdict(
-                host.events_stored == host.events_expected
-                and separate.events_stored == separate.events_expected
-            ),
-        ),
-    ]
-    header = ("Figure", f"{bots} processes", "host", "host/separate", "Target")
-    lines = [
-        f"{bots} bots, /start from {users} distinct users each, {python}",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,16 +60,22 @@ def load_rendered_bot(bot_dir: Path) -> RenderedBot:
 
 
 @contextlib.asynccontextmanager
-async def postgres_server(rendered: RenderedBot, results: Results) -> AsyncIterator[str]:
-    """An admin URL: TEST_DATABASE_URL, or a throwaway cluster removed afterwards."""
-    url = rendered.postgres.server_url()  # TEST_DATABASE_URL or DATABASE_URL
+async def postgres_server(
+    postgres: ModuleType, db: ModuleType, results: Results
+) -> AsyncIterator[str]:
+    """An admin URL: TEST_DATABASE_URL, or a throwaway cluster removed afterwards.
+
+    ``postgres`` and ``db`` are a rendered bot's ``ecosystem_shared.testing.postgres`` and
+    ``ecosystem_shared.db``.
+    """
+    url = postgres.server_url()  # TEST_DATABASE_URL or DATABASE_URL
     if url:
         results.machine["postgres_source"] = (
-            f"TEST_DATABASE_URL ({rendered.db.describe_dsn(url)}), fresh databases"
+            f"TEST_DATABASE_URL ({db.describe_dsn(url)}), fresh databases"
         )
         yield url
         return
-    server = rendered.postgres.PostgresServer()
+    server = postgres.PostgresServer()
     try:
         # Blocking on purpose: a SIGTERM/Ctrl-C must not interrupt initdb/pg_ctl half-way
         # (a cancelled thread would go on starting a server that nothing stops).

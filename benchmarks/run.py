@@ -68,7 +68,9 @@ async def run_all(config: Config, work: Path, res: Results) -> None:
 
     rendered = load_rendered_bot(bot_dir)
     async with contextlib.AsyncExitStack() as stack:
-        admin_url = await stack.enter_async_context(postgres_server(rendered, res))
+        admin_url = await stack.enter_async_context(
+            postgres_server(rendered.postgres, rendered.db, res)
+        )
         db_url = await stack.enter_async_context(
             rendered.postgres.temporary_database(admin_url, prefix="bench", migrated=True)
         )

@@ -164,7 +164,9 @@ async def run_all(args: argparse.Namespace, work: Path, res: Results) -> None:
     redis.start()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            admin_url = await stack.enter_async_context(postgres_server(rendered, BenchResults()))
+            admin_url = await stack.enter_async_context(
+                postgres_server(rendered.postgres, rendered.db, BenchResults())
+            )
             db_url = await stack.enter_async_context(
                 rendered.postgres.temporary_database(
                     admin_url, prefix="bench_webhook", migrated=True
