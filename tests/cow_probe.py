@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ecosystem_host.preload import immortalise_heap
+from ecosystem_host.heap import immortalise_heap
 
 COUNT = 40_000
 

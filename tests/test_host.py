@@ -5,7 +5,7 @@ API settings, CRM) runs under the host against real PostgreSQL and one fake Bot 
 bot (each bot's own token and URL come from its own ``.env``, as in production). Covered: every
 bot answers, ``kill -9`` of one child (restarted, answers again, the others lose nothing),
 SIGTERM (every event stored, exit 0), each bot importing its own ``ecosystem_shared``, the
-refusals, a broken ``.env``, the health check, and the host deployment files.
+refusals, a broken ``.env`` and the health check (the deployment files: test_host_files.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ import pytest
 from devkit.interpreters import IMMORTAL_VERSIONS, bots_venv, immortal_capable_python, version_of
 from devkit.render import copy_template
 from devkit.testkit import shared_module
-from tests.deployment import ECOSYSTEM_ENV, check_jsonschema, fill_env_example, resolved
-from tests.helpers import PYTHON, assert_ok, jinja_leftovers, run
+from tests.deployment import fill_env_example
+from tests.helpers import PYTHON, assert_ok, run
 from tests.test_backups import server_url  # noqa: F401 - a fixture
 
 HOST = pytest.mark.xdist_group("host")
@@ -542,7 +542,7 @@ def test_preload_leaves_out_what_only_a_subprocess_imports(ecosystem: Path) -> N
     code = (
         "from pathlib import Path\n"
         "from ecosystem_host.bots import read_bot\n"
-        "from ecosystem_host.preload import imported_modules\n"
+        "from ecosystem_host.bot_imports import imported_modules\n"
         f"bots = [read_bot(Path(s).resolve(), code=False) for s in {list(BOTS)!r}]\n"
         "print('\\n'.join(imported_modules(bots)))\n"
     )
@@ -559,87 +559,7 @@ def test_preload_runs_without_pymalloc(ecosystem: Path, variable: str) -> None:
     """With pymalloc replaced or wrapped there are no pool statistics: nothing to fill, and the
     host starts (it crashed on the missing section)."""
     name, _, value = variable.partition("=")
-    code = "from ecosystem_host.preload import _fill_pymalloc_holes as f; print(f())"
+    code = "from ecosystem_host.heap import fill_pymalloc_holes as f; print(f())"
     filled = run([PYTHON, "-c", code], ecosystem, timeout=60, env=os.environ | {name: value})
     assert_ok(filled, variable)
     assert filled.stdout.split() == ["0"]
-
-
-def _compose_files(eco: Path) -> Mapping[str, Any]:
-    for slug in BOTS:
-        write_env(eco / slug, BOT_TOKEN=TOKENS[slug])
-    (eco / ".env").write_text(fill_env_example(eco / ".env.example", ECOSYSTEM_ENV), "utf-8")
-    return resolved(eco)
-
-
-@HOST
-def test_host_compose_and_dockerfile(ecosystem: Path) -> None:
-    assert not jinja_leftovers(ecosystem)
-    check_jsonschema("vendor.compose-spec", [ecosystem / "compose.yaml"])
-    model = _compose_files(ecosystem)
-    services = model["services"]
-    assert set(services) == {"postgres", "telegram-bot-api", "backup", "bots"}
-    bots = services["bots"]
-    env = ECOSYSTEM_ENV
-    assert bots["environment"]["ALL_BOTS_DATABASE_URL"] == (
-        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
-        f"{env['POSTGRES_DB']}"
-    )
-    assert "env_file" not in bots, "one env_file would give every bot the same variables"
-    mounts = {(m["source"], m["target"]) for m in bots["volumes"]}
-    for slug in BOTS:
-        assert (str(ecosystem / slug / ".env"), f"/srv/ecosystem/{slug}/.env") in mounts
-    assert ("telegram-bot-api-data", "/var/lib/telegram-bot-api") in mounts
-    assert ("bot-files", "/srv/bot-files") in mounts
-    assert bots["read_only"] is True and bots["restart"] == "unless-stopped"
-    assert set(bots["depends_on"]) == {"postgres", "telegram-bot-api"}
-    assert bots["build"]["args"]["BOT_UID"] == "101"
-
-    hadolint = [
-        "hadolint",
-        "--no-color",
-        "--failure-threshold",
-        "warning",
-        "Dockerfile",
-    ]
-    assert_ok(run(hadolint, ecosystem, timeout=120), "hadolint")
-    dockerfile = (ecosystem / "Dockerfile").read_text(encoding="utf-8")
-    assert "--uses-ffmpeg" in dockerfile and "--conflicts" in dockerfile
-    assert 'CMD ["python", "-m", "ecosystem_host", "--check"]' in dockerfile
-    assert re.search(r"^USER \$\{BOT_UID\}", dockerfile, re.M)
-    # Children do not compile their bot's code at each start (PYTHONDONTWRITEBYTECODE=1).
-    compiled = dockerfile.index(f"RUN python -m compileall -q {' '.join(BOTS)}\n")
-    assert compiled < dockerfile.index("USER ${BOT_UID}")
-    ignore = (ecosystem / ".dockerignore").read_text(encoding="utf-8")
-    assert "**/.env" in ignore.splitlines()
-
-
-@HOST
-def test_separate_mode_has_no_host_service(tmp_path: Path) -> None:
-    eco = tmp_path / "eco"
-    copy_template(eco, {"project_type": "ecosystem", "bots": "text-bot"})
-    compose = (eco / "compose.yaml").read_text(encoding="utf-8")
-    assert "./text-bot/compose.yaml" in compose and "ecosystem_host" not in compose
-    assert not (eco / "Dockerfile").exists()
-    assert (eco / "ecosystem_host" / "__main__.py").is_file(), "shipped in every ecosystem"
-
-
-@HOST
-def test_host_code_passes_ruff_and_mypy(ecosystem: Path) -> None:
-    package = str(ecosystem / "ecosystem_host")
-    ruff = [PYTHON, "-m", "ruff"]
-    rules = ["--line-length", "100", "--target-version", "py311"]
-    assert_ok(
-        run(
-            [*ruff, "check", "--select", "E,F,W,I,B,UP,RUF,SIM,BLE", *rules, package],
-            ecosystem,
-            timeout=120,
-        ),
-        "ruff check",
-    )
-    assert_ok(
-        run([*ruff, "format", "--check", *rules, package], ecosystem, timeout=120),
-        "ruff format --check",
-    )
-    mypy = [PYTHON, "-m", "mypy", "--strict", "--python-version", "3.11", "-p", "ecosystem_host"]
-    assert_ok(run(mypy, ecosystem, timeout=300), "mypy")
