@@ -3,7 +3,16 @@
 from ecosystem_shared.runtime import run_bot
 
 from api_bot.handlers import COMMANDS, build_router
+from api_bot.services import bot_services
 from api_bot.settings import MIGRATIONS, Settings
 
 if __name__ == "__main__":
-    raise SystemExit(run_bot(Settings, build_router, migrations=MIGRATIONS, commands=COMMANDS))
+    raise SystemExit(
+        run_bot(
+            Settings,
+            build_router,
+            migrations=MIGRATIONS,
+            commands=COMMANDS,
+            services=bot_services,
+        )
+    )

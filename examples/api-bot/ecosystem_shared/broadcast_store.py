@@ -8,13 +8,14 @@ Used by the sender (ecosystem_shared/broadcast_sender.py), the command line
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from ecosystem_shared.audience import AudienceMark, apply_marks
+from ecosystem_shared.bot_registry import find_bot_name, known_bots
 from ecosystem_shared.broadcast_message import BroadcastInputError, BroadcastMessage
 
 __all__ = [
@@ -40,7 +41,7 @@ class AudienceFilter:
 
     language: str | None = None
     seen_days: int | None = None
-    also_uses: str | None = None  # another bot's BOT_NAME (or slug: matched case-insensitively)
+    also_uses: str | None = None  # another bot's slug or BOT_NAME (stored: its BOT_NAME)
 
     def as_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -64,21 +65,25 @@ _INSERT_RECIPIENTS = (  # nosec B608: constant SQL, values are parameters
 )
 
 
-async def _check_other_bot(conn: Any, audience: AudienceFilter) -> None:
+async def _resolve_other_bot(conn: Any, audience: AudienceFilter) -> AudienceFilter:
+    """``also_uses`` as the other bot's ``BOT_NAME`` (the audience is keyed by it), from its
+    slug or its name; :class:`BroadcastInputError` naming the known bots when neither matches."""
     if audience.also_uses is None:
-        return
-    names = [
-        r["bot_name"] for r in await conn.fetch("SELECT DISTINCT bot_name FROM shared.bot_audience")
-    ]
-    if audience.also_uses.lower() not in {name.lower() for name in names}:
-        known = ", ".join(sorted(names)) or "none yet"
-        raise BroadcastInputError(
-            f"--also-uses: no bot named {audience.also_uses!r} has an audience (known: {known})"
-        )
+        return audience
+    name = await find_bot_name(conn, audience.also_uses)
+    if name is not None:
+        return replace(audience, also_uses=name)
+    known = await known_bots(conn)
+    raise BroadcastInputError(
+        f"--also-uses: no bot with the slug or BOT_NAME {audience.also_uses!r}."
+        f" Known slugs: {', '.join(known.slugs) or 'none yet'}."
+        " A bot not started since the upgrade that added shared.bots has no slug on record"
+        f" and is matched by its BOT_NAME: {', '.join(known.names) or 'none has an audience yet'}"
+    )
 
 
 async def count_audience(conn: Any, bot_name: str, audience: AudienceFilter) -> int:
-    await _check_other_bot(conn, audience)
+    audience = await _resolve_other_bot(conn, audience)
     args = (bot_name, audience.language, audience.seen_days, audience.also_uses)
     query = f"SELECT count(*) {_AUDIENCE}"  # nosec B608: constant SQL, values are parameters
     return int(await conn.fetchval(query, *args))
@@ -96,7 +101,7 @@ async def create_job(
     """A draft job with its recipients (the audience now); ``(id, recipients)``.
     :class:`BroadcastInputError` for a bad message or an empty audience (nothing written)."""
     message.check()
-    await _check_other_bot(conn, audience)
+    audience = await _resolve_other_bot(conn, audience)
     async with conn.transaction():
         job_id = await conn.fetchval(
             """INSERT INTO shared.broadcasts (bot_name, text, photo, photo_file_id, button_text,

@@ -45,10 +45,6 @@ CLOSE_TIMEOUT = 5.0
 OnConnected = Callable[[], Awaitable[None]]
 
 
-def is_connection_error(error: BaseException) -> bool:
-    return isinstance(error, CONNECTION_ERRORS)
-
-
 def describe_dsn(dsn: str) -> str:
     """``host:port/database`` for logs: never the user's password."""
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -18,6 +17,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery, GetUpdates, TelegramMethod
 from aiogram.methods.base import TelegramType
+
+from ecosystem_shared.backoff import retry_backoff
 
 if TYPE_CHECKING:
     from aiogram.client.session.base import BaseSession
@@ -48,6 +49,9 @@ class RetryMiddleware(BaseRequestMiddleware):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.max_retry_after = max_retry_after
+        # Spread the retries of requests that failed together (seconds, standard deviation).
+        self.jitter = base_delay / 10
+        retry_backoff(base_delay, max_delay, jitter=self.jitter)  # bad numbers fail here
         # Told the seconds waited on a 429's retry_after, by method (the bot's metrics).
         self.on_retry_after: Callable[[str, float], None] | None = None
 
@@ -61,7 +65,7 @@ class RetryMiddleware(BaseRequestMiddleware):
         retried = not isinstance(method, _NOT_RETRIED) and not NO_RETRIES.get()
         if not retried:
             return await make_request(bot, method)
-        attempt = 1
+        attempt, waits = 1, retry_backoff(self.base_delay, self.max_delay, jitter=self.jitter)
         while True:
             try:
                 return await make_request(bot, method)
@@ -74,8 +78,7 @@ class RetryMiddleware(BaseRequestMiddleware):
             except (TelegramServerError, TelegramNetworkError):
                 if attempt >= self.max_attempts:
                     raise
-                delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                delay *= random.uniform(0.8, 1.2)  # jitter, not crypto
+                delay = next(waits)
             logger.warning(
                 "%s failed (attempt %d/%d), retrying in %.1f s",
                 type(method).__name__,

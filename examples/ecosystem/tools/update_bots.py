@@ -28,10 +28,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 ECOSYSTEM = Path(__file__).resolve().parents[1]
-ANSWERS = ".copier-answers.yml"
+# The host's answers-file parser (standard library too): one reader for both.
+sys.path.insert(0, str(ECOSYSTEM))
+from ecosystem_host.answers import ANSWERS_FILE, read_answers  # noqa: E402
+
+ANSWERS = ANSWERS_FILE
+
 BRANCH_PREFIX = "template-update/"
 DEFAULT_CHECKS = (
     "ruff check . && ruff format --check . && mypy && python -m pytest -q -p no:cacheprovider"
@@ -53,29 +59,37 @@ PRE_SPELLINGS = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "
 # `_src_path` shortcuts copier expands (copier's vcs.get_repo).
 SHORTCUTS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 
-UPDATED = "updated"
-CURRENT = "already current"
-WOULD_UPDATE = "would update"
-CONFLICT = "conflict"
-CHECKS_FAILED = "checks failed"
-REFUSED = "refused"
-FAILED = "failed"
-FINE = {UPDATED, CURRENT, WOULD_UPDATE}
+
+class Result(StrEnum):
+    """How one bot's update ended (the table's `result` column)."""
+
+    UPDATED = "updated"
+    CURRENT = "already current"
+    WOULD_UPDATE = "would update"
+    CONFLICT = "conflict"  # the update branch is kept for review
+    CHECKS_FAILED = "checks failed"  # the update branch is kept for review
+    REFUSED = "refused"  # the bot's repository is not in a state to update: untouched
+    FAILED = "failed"  # a command failed: the bot is back where it was
+
+    @property
+    def fine(self) -> bool:
+        """Nothing for the owner to do."""
+        return self in (Result.UPDATED, Result.CURRENT, Result.WOULD_UPDATE)
 
 
 @dataclass
 class Outcome:
     bot: str
-    result: str
+    result: Result
     detail: str = ""
     old: str = "?"
     new: str = "?"
 
 
 class Stop(Exception):
-    """Ends one bot's run with an outcome; carries the result and the reason."""
+    """A bot's update cannot go on (refused, or a command failed); says why."""
 
-    def __init__(self, result: str, detail: str) -> None:
+    def __init__(self, result: Result, detail: str) -> None:
         super().__init__(detail)
         self.result = result
         self.detail = detail
@@ -104,23 +118,13 @@ def last_lines(text: str, count: int = 15) -> str:
 def git(repo: Path, *args: str) -> str:
     result = run(["git", *args], repo)
     if result.returncode != 0:
-        raise Stop(FAILED, f"git {' '.join(args)} failed:\n{last_lines(result.stdout)}")
+        raise Stop(Result.FAILED, f"git {' '.join(args)} failed:\n{last_lines(result.stdout)}")
     return result.stdout
 
 
-def answer(path: Path, key: str) -> str | None:
-    """One top-level scalar of a copier answers file (flat `key: value` YAML lines)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    match = re.search(rf"^{re.escape(key)}:[ \t]*(.*?)[ \t]*$", text, re.MULTILINE)
-    if match is None:
-        return None
-    value = match.group(1)
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return value
+def answer(directory: Path, key: str) -> str | None:
+    """One top-level answer of `directory`'s copier answers file, None when missing."""
+    return read_answers(directory).get(key)
 
 
 def normalised(tag: str) -> str | None:
@@ -150,7 +154,7 @@ def normalised(tag: str) -> str | None:
 
 def template_url(bot: Path) -> str | None:
     """Where the bot's template lives, as git understands it (`_src_path`, shortcuts expanded)."""
-    source = answer(bot / ANSWERS, "_src_path")
+    source = answer(bot, "_src_path")
     if not source:
         return None
     for shortcut, prefix in SHORTCUTS.items():
@@ -171,7 +175,7 @@ def release_tag(bot: Path, version: str) -> str:
         return version
     listed = run(["git", "ls-remote", "--tags", "--refs", "--", url], bot)
     if listed.returncode != 0:
-        raise Stop(FAILED, f"git ls-remote {url} failed:\n{last_lines(listed.stdout)}")
+        raise Stop(Result.FAILED, f"git ls-remote {url} failed:\n{last_lines(listed.stdout)}")
     tags = [line.split("\trefs/tags/", 1)[-1] for line in listed.stdout.splitlines() if line]
     if version in tags:
         return version
@@ -182,7 +186,7 @@ def release_tag(bot: Path, version: str) -> str:
 
 def listed_bots(ecosystem: Path) -> list[str]:
     """The bot directories of the ecosystem: its `bots` answer (comma-separated slugs)."""
-    value = answer(ecosystem / ANSWERS, "bots")
+    value = answer(ecosystem, "bots")
     if not value:
         raise SystemExit(
             f"update-bots: no `bots` answer in {ecosystem / ANSWERS}; name the bot directories "
@@ -212,73 +216,77 @@ class BotUpdate:
     def __init__(self, name: str, path: Path, options: Options) -> None:
         self.path = path
         self.options = options
-        self.outcome = Outcome(bot=name, result=FAILED)
+        self.outcome = Outcome(bot=name, result=Result.FAILED)
 
     def run(self) -> Outcome:
         try:
-            self._update()
+            self.outcome.result, self.outcome.detail = self._update()
         except Stop as stop:
             self.outcome.result, self.outcome.detail = stop.result, stop.detail
         return self.outcome
 
     # ------------------------------------------------------------------------- the steps
-    def _update(self) -> None:
+    def _update(self) -> tuple[Result, str]:
         base = self._preflight()
         old, new = self._versions()
         self.outcome.old, self.outcome.new = old, new
         if old == new:
-            raise Stop(CURRENT, "")
+            return Result.CURRENT, ""
         branch = BRANCH_PREFIX + new
         if git(self.path, "branch", "--list", branch).strip():
             raise Stop(
-                REFUSED,
+                Result.REFUSED,
                 f"branch {branch} is left from an earlier run: merge it or delete it "
                 f"(git -C {self.path} branch -D {branch})",
             )
         tag = release_tag(self.path, self.options.version or new)
         if self.options.dry_run:
-            raise Stop(WOULD_UPDATE, f"would run copier update --vcs-ref {tag} on branch {branch}")
+            return (
+                Result.WOULD_UPDATE,
+                f"would run copier update --vcs-ref {tag} on branch {branch}",
+            )
         git(self.path, "switch", "--quiet", "-c", branch)
         try:
-            self._apply(new, tag, branch)
-        except Stop as stop:
-            if stop.result != FAILED:  # a conflict or red checks: the branch stays for review
-                git(self.path, "switch", "--quiet", base)
-                self._push(branch)
-                raise
-            # Anything else (copier or git failed): back to where the bot was, no branch left.
+            review = self._apply(new, tag, branch)
+        except Stop:
+            # copier or git failed: back to where the bot was, no branch left.
             git(self.path, "reset", "--quiet", "--hard")
             git(self.path, "clean", "--quiet", "-fd")
             git(self.path, "switch", "--quiet", base)
             git(self.path, "branch", "--quiet", "-D", branch)
             raise
         git(self.path, "switch", "--quiet", base)
+        if review is not None:  # a conflict or red checks: the branch stays for review
+            self._push(branch)
+            return review
         git(self.path, "merge", "--quiet", "--ff-only", branch)
         git(self.path, "branch", "--quiet", "-d", branch)
         self._push(base)
-        raise Stop(UPDATED, f"checks green, {base} fast-forwarded")
+        return Result.UPDATED, f"checks green, {base} fast-forwarded"
 
     def _preflight(self) -> str:
         """The checked-out branch of a clean generated bot; anything else is refused."""
         if not self.path.is_dir():
-            raise Stop(REFUSED, f"{self.path} does not exist (clone the bot there)")
+            raise Stop(Result.REFUSED, f"{self.path} does not exist (clone the bot there)")
         if not (self.path / ".git").exists():
-            raise Stop(REFUSED, f"{self.path} is not a git repository")
+            raise Stop(Result.REFUSED, f"{self.path} is not a git repository")
         if not (self.path / ANSWERS).is_file():
-            raise Stop(REFUSED, f"no {ANSWERS}: not generated by the template")
+            raise Stop(Result.REFUSED, f"no {ANSWERS}: not generated by the template")
         dirty = git(self.path, "status", "--porcelain", "--untracked-files=all").splitlines()
         if dirty:
             shown = ", ".join(line[3:] for line in dirty[:5]) + (" ..." if len(dirty) > 5 else "")
-            raise Stop(REFUSED, f"uncommitted changes ({shown}): commit or stash them first")
+            raise Stop(Result.REFUSED, f"uncommitted changes ({shown}): commit or stash them first")
         base = git(self.path, "branch", "--show-current").strip()
         if not base:
-            raise Stop(REFUSED, "HEAD is detached: check out the bot's branch first")
+            raise Stop(Result.REFUSED, "HEAD is detached: check out the bot's branch first")
         return base
 
     def _versions(self) -> tuple[str, str]:
-        current = answer(self.path / ANSWERS, "_commit")
+        current = answer(self.path, "_commit")
         if not current:
-            raise Stop(REFUSED, f"no _commit in {ANSWERS}: copy the bot from a tagged release")
+            raise Stop(
+                Result.REFUSED, f"no _commit in {ANSWERS}: copy the bot from a tagged release"
+            )
         if self.options.version:
             wanted = self.options.version
             return normalised(current) or current, normalised(wanted) or wanted
@@ -297,14 +305,15 @@ class BotUpdate:
             report = None
         if result.returncode != 0 or not isinstance(report, dict):
             output = result.stderr + result.stdout
-            raise Stop(FAILED, f"copier check-update failed:\n{last_lines(output)}")
+            raise Stop(Result.FAILED, f"copier check-update failed:\n{last_lines(output)}")
         # copier reports PEP 440 normal forms; `_commit` is the tag (v1.2.3): compare normal forms.
         now = str(report.get("current_version") or normalised(current) or current)
         latest = str(report.get("latest_version") or now)
         return now, (latest if report.get("update_available") else now)
 
-    def _apply(self, version: str, tag: str, branch: str) -> None:
-        """Update to `tag`, commit and check on `branch`; Stop when it must stay for review."""
+    def _apply(self, version: str, tag: str, branch: str) -> tuple[Result, str] | None:
+        """Update to `tag`, commit and check on `branch`; the outcome when the branch must stay
+        for review (a conflict, red checks), None when it is green."""
         cmd = [
             *self.options.copier,
             "update",
@@ -317,7 +326,7 @@ class BotUpdate:
         ]
         result = run(cmd, self.path)
         if result.returncode != 0:
-            raise Stop(FAILED, f"copier update failed:\n{last_lines(result.stdout)}")
+            raise Stop(Result.FAILED, f"copier update failed:\n{last_lines(result.stdout)}")
         leftovers = self._leftovers()
         git(self.path, "add", "-A")
         message = f"Update template to {version}"
@@ -326,14 +335,15 @@ class BotUpdate:
         # The tool commits on its own branch and checks itself: the bot's hooks are not needed.
         git(self.path, "commit", "--quiet", "--no-verify", "-m", message)
         if leftovers:
-            raise Stop(
-                CONFLICT,
+            return (
+                Result.CONFLICT,
                 f"resolve on branch {branch}: {', '.join(leftovers)} "
                 f"(git -C {self.path} switch {branch})",
             )
         checks = self._checks(version)
         if checks is not None:
-            raise Stop(CHECKS_FAILED, f"branch {branch} kept; log: {checks}")
+            return Result.CHECKS_FAILED, f"branch {branch} kept; log: {checks}"
+        return None
 
     def _leftovers(self) -> list[str]:
         """Files with conflicts after the update: unmerged, `*.rej`, or with inline markers."""
@@ -378,7 +388,7 @@ class BotUpdate:
             result = run(["git", "push", "--quiet", "origin", branch], self.path)
             if result.returncode != 0:
                 pushed = f"git push origin {branch} failed ({branch} is done locally)"
-                raise Stop(FAILED, f"{pushed}:\n{last_lines(result.stdout)}")
+                raise Stop(Result.FAILED, f"{pushed}:\n{last_lines(result.stdout)}")
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
@@ -455,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"--- {name}: {outcome.detail}", file=sys.stderr)
         outcomes.append(outcome)
     print(table(outcomes))
-    attention = [o.bot for o in outcomes if o.result not in FINE]
+    attention = [o.bot for o in outcomes if not o.result.fine]
     if attention:
         print(f"\nNeeds attention: {', '.join(attention)}")
     return 1 if attention else 0

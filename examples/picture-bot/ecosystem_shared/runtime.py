@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.analytics_maintenance import MAINTENANCE_JOB_ID, AnalyticsMaintenance
 from ecosystem_shared.audience_tracking import BlockedChatWatch, audience_router
+from ecosystem_shared.bot_registry import BotRegistration
 from ecosystem_shared.broadcast_admin import ProgressReporter, broadcast_router
 from ecosystem_shared.broadcast_sender import BroadcastSender
 from ecosystem_shared.config import SharedSettings, load_settings
@@ -65,6 +67,13 @@ LIVENESS_SECONDS = 30.0
 POLLING_STALE_SECONDS = 90.0
 
 
+# What aiogram itself gives handlers (dispatcher, FSM and user-context middlewares).
+_AIOGRAM_DATA = frozenset(
+    ("bot", "bots", "dispatcher", "event_update", "event_router", "event_from_user", "event_chat",
+     "event_thread_id", "event_context", "handler", "state", "raw_state", "fsm_storage")
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class Services:
     """Everything handlers may ask for by parameter name (dispatcher workflow data)."""
@@ -79,7 +88,37 @@ class Services:
     maintenance: AnalyticsMaintenance
     broadcasts: BroadcastSender
     broadcast_progress: ProgressReporter
+    registration: BotRegistration  # slug -> BOT_NAME in shared.bots, once connected
     shared: SharedState | None = None  # REDIS_URL set: state shared by every instance
+    # The bot's own services (run_bot's ``services=``), by the parameter name handlers use.
+    own: dict[str, object] = field(default_factory=dict)
+
+    def add_own(self, services: Mapping[str, object]) -> None:
+        """Give handlers the bot's own services too; a name already taken is refused."""
+        taken = set(self.workflow_data()) | _AIOGRAM_DATA
+        clashes = sorted(taken & set(services))
+        if clashes:
+            raise ValueError(f"bot services may not be named {', '.join(clashes)}: already taken")
+        self.own.update(services)
+
+    async def close_own(self) -> None:
+        """Close the bot's own services (the last added first): each ``close()`` is called and
+        awaited when it returns an awaitable; a failure is logged and the rest still close."""
+        closed = []
+        for name, service in reversed(list(self.own.items())):
+            close = getattr(service, "close", None)
+            if not callable(close):
+                continue
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Closing the bot service %r failed", name)
+            else:
+                closed.append(name)
+        if closed:
+            logger.info("Closed the bot's services: %s", ", ".join(closed))
 
     def workflow_data(self) -> dict[str, Any]:
         return {
@@ -92,7 +131,12 @@ class Services:
             "broadcasts": self.broadcasts,
             "broadcast_progress": self.broadcast_progress,
             "bot_name": self.settings.BOT_NAME,
+            **self.own,
         }
+
+
+# A bot's own services from its settings and the shared services: run_bot(..., services=).
+BotServicesFactory = Callable[[S, Services], Mapping[str, object]]
 
 
 def build_services(
@@ -162,6 +206,7 @@ def build_services(
         maintenance,
         broadcasts,
         progress,
+        BotRegistration(db, settings.bot_label, settings.BOT_NAME),
         shared,
     )
 
@@ -274,6 +319,7 @@ async def run_services(
             await services.bot.session.close()
             raise
     services.maintenance.start()  # runs once connected: registered before the connection
+    services.registration.start()  # likewise: a database down at start delays it, no more
     await services.db.start()
     await services.analytics.start()
     if services.shared is not None:
@@ -317,10 +363,12 @@ async def run_services(
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+        await services.close_own()  # before the database and the session they may use
         if stop_metrics is not None:
             await stop_metrics()
         scheduler.shutdown(wait=False)
         await services.maintenance.close()
+        services.registration.close()
         await services.analytics.close()
         await services.db.close()
         if services.shared is not None:
@@ -343,17 +391,26 @@ def run_bot(
     *,
     migrations: Sequence[Path] = (),
     commands: Sequence[BotCommand] = (),
+    services: BotServicesFactory[S] | None = None,
 ) -> int:
-    """Synchronous entry point used by ``python -m <package>``; returns the exit status."""
+    """Synchronous entry point used by ``python -m <package>``; returns the exit status.
+
+    ``services(settings, shared)`` builds the bot's own services (an API client, a repository)
+    once the shared ones exist, inside the event loop: its ``{name: object}`` joins the
+    dispatcher's workflow data, so handlers ask for each by parameter name, and each object
+    with a ``close()`` is closed at shutdown (see :meth:`Services.close_own`).
+    """
     settings = load_settings(settings_cls)
     setup_logging(settings.LOG_LEVEL, settings.log_secrets())
     logger.info("Starting %s", settings.BOT_NAME)
 
     async def main() -> None:
         bot = build_bot(settings)
-        services = build_services(settings, bot, migrations)
-        dp = build_dispatcher(services, [build_router(settings)])
-        await run_services(services, dp, commands)
+        shared = build_services(settings, bot, migrations)
+        if services is not None:
+            shared.add_own(services(settings, shared))
+        dp = build_dispatcher(shared, [build_router(settings)])
+        await run_services(shared, dp, commands)
 
     try:
         asyncio.run(main())
@@ -368,12 +425,12 @@ def run_bot(
 
 
 __all__ = [
+    "BotServicesFactory",
     "Clock",
     "Services",
     "build_dispatcher",
     "build_scheduler",
     "build_services",
-    "partial",
     "run_bot",
     "run_services",
 ]

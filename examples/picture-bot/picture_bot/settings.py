@@ -8,8 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from ecosystem_shared.config import SharedSettings
-
-from .services.media import ROUTE_MAP_URL, base_url_error
+from ecosystem_shared.wildberries import ROUTE_MAP_URL, base_url_error
 
 # The bot's own SQL, applied at start after the shared schema (idempotent, in name order).
 MIGRATIONS = sorted((Path(__file__).parent / "migrations").glob("*.sql"))

@@ -1,7 +1,9 @@
-"""Regenerate picture_bot/services/wb_routes.py (the fallback routes) from a saved route map.
+"""Regenerate ecosystem_shared/wildberries/route_table.py (the fallback routes) from a saved map.
 
 The bot reads the live route map of the Wildberries CDN while it runs; the table this script
-writes is what it uses when that map cannot be had. Refresh it at release time:
+writes is what it uses when that map cannot be had. The table is template-owned: the template
+refreshes it at release time and `copier update` brings it; run this to refresh it sooner (the
+next update merges the template's table with yours like any edit of a template-owned file):
 
     curl -o route-map.json https://cdn.wbbasket.ru/api/v3/upstreams
     python scripts/update_wb_routes.py route-map.json --source "cdn.wbbasket.ru/api/v3/upstreams"
@@ -14,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import sys
 import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "picture_bot"
-DEFAULT_OUTPUT = ROOT / PACKAGE / "services" / "wb_routes.py"
+DEFAULT_OUTPUT = ROOT / "ecosystem_shared" / "wildberries" / "route_table.py"
 
 HEADER = '''"""Fallback routes of the Wildberries CDN, for when its live route map cannot be had.
 
@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    media_module = importlib.import_module(f"{PACKAGE}.services.media")
+    # The parser the bot itself validates maps with (after sys.path: run as a plain script).
+    from ecosystem_shared.wildberries.routes import parse_route_map
+
     try:
         payload = json.loads(args.route_map.read_text(encoding="utf-8"))
-        maps = media_module.parse_route_map(payload)
+        maps = parse_route_map(payload)
     except (OSError, ValueError) as error:
         print(f"{args.route_map}: not a usable route map: {error}", file=sys.stderr)
         return 1

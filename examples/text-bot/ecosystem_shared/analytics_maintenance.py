@@ -3,7 +3,8 @@
 In order: tell the database which event types are this bot's main activity, finish the switch
 to the partitioned events table (see :mod:`ecosystem_shared.partitions`; only one bot copies),
 create the coming months' partitions, roll up the finished days (see
-:mod:`ecosystem_shared.rollups`), sum the audience's count deltas into one row a bot
+:mod:`ecosystem_shared.rollups`), recount the last two days' hourly event counts (see
+:mod:`ecosystem_shared.hourly`), sum the audience's count deltas into one row a bot
 (:mod:`ecosystem_shared.audience`), and, with ``ANALYTICS_RETENTION_MONTHS`` set, drop expired
 partitions (:mod:`ecosystem_shared.retention`; one bot a day, elected like the digest's sender).
 Every step is idempotent and safe to run from all bots at once; failures are logged and the next
@@ -25,6 +26,7 @@ from ecosystem_shared.analytics_store import RETRYABLE
 from ecosystem_shared.audience import compact_counts
 from ecosystem_shared.db import Database
 from ecosystem_shared.digest import claim_job, finish_job
+from ecosystem_shared.hourly import refresh_recent_hours
 from ecosystem_shared.partitions import finish_partitioning, maintain_partitions
 from ecosystem_shared.retention import RETENTION_JOB, drop_expired_partitions
 from ecosystem_shared.rollups import catch_up_first_sights, roll_up_finished_days
@@ -84,6 +86,7 @@ class AnalyticsMaintenance:
                 await maintain_partitions(conn)
                 await roll_up_finished_days(conn, self.timezone, now=now)
                 await catch_up_first_sights(conn)
+                await refresh_recent_hours(conn, now=now)
                 await compact_counts(conn)
                 if self.retention_months is not None:
                     await self._retention(conn, self.retention_months, now)

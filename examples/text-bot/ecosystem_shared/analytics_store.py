@@ -1,5 +1,6 @@
-"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY, the
-audience's sights and block marks (:mod:`ecosystem_shared.audience`) in the same transaction."""
+"""How analytics rows reach PostgreSQL: one transaction per batch, events by binary COPY (and
+their hourly counts, :mod:`ecosystem_shared.hourly`), the audience's sights and block marks
+(:mod:`ecosystem_shared.audience`) in the same transaction."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ecosystem_shared.audience import (
 )
 from ecosystem_shared.db import CONNECTION_ERRORS
 from ecosystem_shared.exceptions import DatabaseUnavailable
+from ecosystem_shared.hourly import ADD_COUNTS, hourly_counts
 from ecosystem_shared.sanitize import (
     LANGUAGE_CODE_LIMIT,
     NAME_LIMIT,
@@ -72,6 +74,13 @@ PLACEHOLDER_USERS = """
 INSERT INTO shared.users (telegram_id, first_name)
 SELECT id, '' FROM unnest($1::bigint[]) AS t(id) ORDER BY id
 ON CONFLICT (telegram_id) DO NOTHING
+"""
+
+# The events' foreign key needs a row for each user, and the events add to their hourly counts
+# (ecosystem_shared.hourly): one statement, one round trip (a data-modifying WITH always runs).
+PLACEHOLDERS_AND_COUNTS = f"""
+WITH placeholders AS ({PLACEHOLDER_USERS})
+{ADD_COUNTS}
 """
 
 # Each bot's first sight of a user (shared.analytics_bot_users), kept current with every batch so
@@ -162,10 +171,10 @@ async def write_batch(
     known_pairs: Container[tuple[int, str]] = (),
     stored_sights: Mapping[SightKey, StoredSight] | None = None,
 ) -> list[int]:
-    """Users, placeholder users, events, first sights of (user, bot) pairs not in
-    ``known_pairs``, the audience's sights (those ``stored_sights`` does not make redundant),
-    then its block marks, in one transaction (a mark observed after an event of the batch is
-    applied after it). Returns the upserted ids."""
+    """Users, placeholder users, events and their hourly counts, first sights of (user, bot)
+    pairs not in ``known_pairs``, the audience's sights (those ``stored_sights`` does not make
+    redundant), then its block marks, in one transaction (a mark observed after an event of the
+    batch is applied after it). Returns the upserted ids."""
     users: dict[int, UserRow] = {}
     events: list[EventRow] = []
     marks: list[AudienceMark] = []
@@ -180,9 +189,8 @@ async def write_batch(
     missing = sorted({e[0] for e in events if e[0] is not None} - users.keys())
     async with conn.transaction():
         await upsert_users(conn, users.values(), timeout)
-        if missing:
-            await conn.execute(PLACEHOLDER_USERS, missing, timeout=timeout)
         if events:
+            await before_events(conn, missing, events, timeout)
             await _insert_events(conn, events, timeout)
             sights = first_sights(events)
             pairs = sorted(pair for pair in sights if pair not in known_pairs)
@@ -194,6 +202,13 @@ async def write_batch(
         if marks:
             await apply_marks(conn, marks, timeout=timeout)
     return user_ids
+
+
+async def before_events(
+    conn: asyncpg.Connection, missing: list[int], events: list[EventRow], timeout: float
+) -> None:
+    """Placeholder users for the ``missing`` ids, and the hourly counts of ``events``."""
+    await conn.execute(PLACEHOLDERS_AND_COUNTS, missing, *hourly_counts(events), timeout=timeout)
 
 
 async def _insert_events(conn: asyncpg.Connection, events: list[EventRow], timeout: float) -> None:

@@ -2,7 +2,7 @@
 running bot sends the jobs (ecosystem_shared/broadcast_sender.py).
 
     python -m ecosystem_shared.broadcast create --text TEXT [--photo PATH] [--button TEXT=URL]
-        [--language CODE] [--seen-days N] [--also-uses BOT] [--dry-run] [--yes]
+        [--language CODE] [--seen-days N] [--also-uses SLUG] [--dry-run] [--yes]
     python -m ecosystem_shared.broadcast list | show ID [--json] | pause ID | resume ID | cancel ID
 
 Exit status: 0 done, 1 refused (bad message, empty audience, unknown job...), 2 bad usage.
@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--button", type=_button, help="a URL button: TEXT=URL")
     create.add_argument("--language", help="only users whose Telegram language is CODE")
     create.add_argument("--seen-days", type=_positive, help="only users seen within N days")
-    create.add_argument("--also-uses", help="only users who also use this bot (its BOT_NAME)")
+    create.add_argument(
+        "--also-uses",
+        metavar="SLUG",
+        help="only users who also use this bot: its slug (BOT_SLUG), or its BOT_NAME",
+    )
     create.add_argument("--dry-run", action="store_true", help="print the audience size only")
     create.add_argument("--yes", action="store_true", help="start without asking")
     commands.add_parser("list", help="recent jobs")

@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
+from ecosystem_shared.backoff import retry_backoff
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -20,24 +22,29 @@ def retry(
     delay: float = 1.0,
     backoff: float = 2.0,
     exceptions: tuple[type[BaseException], ...] = (Exception,),
+    max_delay: float | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Retry an async call on ``exceptions``, sleeping ``delay`` then ``delay*backoff``...
 
-    The last error is re-raised.
+    The waits come from :func:`ecosystem_shared.backoff.retry_backoff`, capped at ``max_delay``
+    (by default never reached). The last error is re-raised.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
+    cap = max_delay if max_delay is not None else delay * backoff**max_attempts
+    retry_backoff(delay, cap, factor=backoff)  # bad numbers fail here, not at the first error
 
     def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            wait = delay
+            waits = retry_backoff(delay, cap, factor=backoff)
             for attempt in range(1, max_attempts + 1):
                 try:
                     return await func(*args, **kwargs)
                 except exceptions as error:
                     if attempt == max_attempts:
                         raise
+                    wait = next(waits)
                     logger.warning(
                         "%s failed (%s), attempt %d/%d, retrying in %.1f s",
                         func.__qualname__,
@@ -47,7 +54,6 @@ def retry(
                         wait,
                     )
                     await asyncio.sleep(wait)
-                    wait *= backoff
             raise AssertionError("unreachable")
 
         return wrapper

@@ -81,6 +81,9 @@ async def _try_swap(conn: asyncpg.Connection) -> tuple[int, float] | None:
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{int(SWAP_LOCK_TIMEOUT * 1000)}ms'")
             tail = await conn.fetchval("SELECT shared.analytics_events_swap()")
+            # The swap writes 06's table comment; 11-schema-comments.sql's English one wins
+            # (the migrations ran at start, before this).
+            await conn.execute("SELECT shared.describe_analytics_events('shared.analytics_events')")
     except asyncpg.LockNotAvailableError:
         logger.info("Analytics partitioning: table busy, switching after another round")
         return None

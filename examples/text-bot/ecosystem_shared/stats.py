@@ -2,7 +2,9 @@
 each bot's audience from ``shared.bot_audience`` (reachable now, blocks in the period).
 
 Whole local days (the digest, the chart) are read from the daily rollups
-(:mod:`ecosystem_shared.rollups`) where they exist. Recomputing them, after a bulk import say::
+(:mod:`ecosystem_shared.rollups`) where they exist; other periods (/stats' last 24 hours) count
+events by type from the hourly counts (:mod:`ecosystem_shared.hourly`) and the raw events of
+the partial hours at their edges. Recomputing both, after a bulk import say::
 
     python -m ecosystem_shared.stats rebuild --since 2026-01-01 [--timezone Europe/Moscow]
 """
@@ -22,6 +24,7 @@ import pytz
 
 from ecosystem_shared.audience import audience_counts_between
 from ecosystem_shared.cli_support import add_common_options, checked_common, iso_day
+from ecosystem_shared.hourly import events_by_type, roll_up_hours
 from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import last_finished_day, rebuild
 
@@ -47,15 +50,12 @@ class DailyStats:
     new_users: int = 0  # new to the whole ecosystem (shared.users.first_seen in the period)
     bots: dict[str, BotStats] = field(default_factory=dict)
 
-    @property
-    def total_events(self) -> int:
-        return sum(b.starts + b.errors + sum(b.events.values()) for b in self.bots.values())
-
 
 _NEW_TO_ECOSYSTEM = """
 SELECT count(*) FROM shared.users WHERE first_seen >= $1 AND first_seen < $2
 """
 
+# Events by type straight from the events: what hourly.events_by_type equals (tests, benchmark).
 _EVENTS_BY_TYPE = """
 SELECT bot_name, event_type, count(*) AS n
 FROM shared.analytics_events
@@ -145,7 +145,7 @@ async def query_daily_stats(
 ) -> DailyStats:
     stats = DailyStats(start, end)
     stats.new_users = int(await conn.fetchval(_NEW_TO_ECOSYSTEM, start, end, timeout=timeout))
-    _add_counts(stats, await conn.fetch(_EVENTS_BY_TYPE, start, end, bot_name, timeout=timeout))
+    _add_counts(stats, await events_by_type(conn, start, end, bot_name, timeout=timeout))
     rows = await conn.fetch(_NEW_PER_BOT, start, end, bot_name, timeout=timeout)
     _add_new_per_bot(stats, rows)
     await _add_audience(conn, stats, bot_name, timeout)
@@ -306,10 +306,12 @@ async def query_chart_data(
     return data
 
 
-async def _rebuild(dsn: str, timezone: str, since: date) -> list[date]:
+async def _rebuild(dsn: str, timezone: str, since: date) -> tuple[list[date], int]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await rebuild(conn, timezone, since)
+        days = await rebuild(conn, timezone, since)
+        hours = await roll_up_hours(conn, local_day_bounds(since, timezone)[0])
+        return days, hours
     finally:
         await conn.close()
 
@@ -318,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ecosystem_shared.stats")
     commands = parser.add_subparsers(dest="command", required=True)
     rebuild_parser = commands.add_parser(
-        "rebuild", help="recompute the daily rollups of every finished day from --since on"
+        "rebuild",
+        help="recompute the daily rollups of every finished day from --since on, and the"
+        " hourly counts of every hour from then to now",
     )
     rebuild_parser.add_argument("--since", type=iso_day, required=True, metavar="YYYY-MM-DD")
     add_common_options(rebuild_parser)
@@ -327,11 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.since > last_finished_day(timezone):
         rebuild_parser.error(f"--since {args.since}: no finished day from then on in {timezone}")
     try:
-        days = asyncio.run(_rebuild(dsn, timezone, args.since))
+        days, hours = asyncio.run(_rebuild(dsn, timezone, args.since))
     except (OSError, asyncpg.PostgresError) as error:
         print(f"rebuild failed: {error}", file=sys.stderr)
         return 1
-    print(f"rebuilt {len(days)} days ({days[0]} to {days[-1]}) in {timezone}")
+    print(f"rebuilt {len(days)} days ({days[0]} to {days[-1]}) in {timezone}, {hours} hours")
     return 0
 
 

@@ -3,7 +3,7 @@
 import json
 
 import aiohttp
-from aiogram import Dispatcher, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
@@ -15,26 +15,10 @@ from ..texts import bot_texts
 
 
 def router() -> Router:
-    """A fresh router per call (one per dispatcher)."""
+    """A fresh router per call (one per dispatcher). The client comes from ``bot_services``."""
     routes = Router(name="external")
-    routes.startup.register(open_client)
-    routes.shutdown.register(close_client)
     routes.message.register(get_data, Command("getdata"))
     return routes
-
-
-async def open_client(dispatcher: Dispatcher, settings: Settings) -> None:
-    key = settings.EXTERNAL_API_KEY.get_secret_value() if settings.EXTERNAL_API_KEY else None
-    dispatcher["external_api"] = ExternalApiClient(
-        settings.EXTERNAL_API_BASE_URL, key, settings.API_REQUEST_TIMEOUT
-    )
-
-
-async def close_client(dispatcher: Dispatcher) -> None:
-    # Looked up on the dispatcher: shutdown hooks get the workflow data as it was before startup.
-    client = dispatcher.workflow_data.get("external_api")
-    if isinstance(client, ExternalApiClient):
-        await client.close()
 
 
 async def get_data(

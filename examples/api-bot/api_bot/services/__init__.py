@@ -1,0 +1,23 @@
+"""This bot's own services. ``bot_services`` builds them once at start (``__main__`` passes it to
+``run_bot``; the test kit's in-process bot calls it too); handlers ask for each by its name, and
+each one's ``close()`` runs at shutdown. Add a client or repository of your own here.
+"""
+
+from typing import TYPE_CHECKING
+
+from .external_api import ExternalApiClient
+
+if TYPE_CHECKING:
+    from ecosystem_shared.runtime import Services
+
+    from ..settings import Settings
+
+
+def bot_services(settings: "Settings", shared: "Services") -> dict[str, object]:
+    """The services by the parameter name handlers use (``db``, ``analytics``... are taken)."""
+    services: dict[str, object] = {}
+    key = settings.EXTERNAL_API_KEY.get_secret_value() if settings.EXTERNAL_API_KEY else None
+    services["external_api"] = ExternalApiClient(
+        settings.EXTERNAL_API_BASE_URL, key, settings.API_REQUEST_TIMEOUT
+    )
+    return services

@@ -550,10 +550,6 @@ class FakeBotAPI:
             refusal = self.recipients.refusal(chat_id)
         return ApiError(*refusal) if refusal is not None else None
 
-    def add_file(self, data: bytes, filename: str = "file.bin") -> str:
-        """Make a file downloadable with getFile; returns the ``file_id`` to put in an update."""
-        return self._store_file(data, "documents", filename)
-
     # ------------------------------------------------------------------ calls
     def calls(self, method: str | None = None, **match: Any) -> list[Call]:
         return [call for call in self._calls if call.matches(method, match)]
@@ -759,10 +755,10 @@ class FakeBotAPI:
         self._bot_messages.setdefault(chat["id"], []).append(message)
         return message
 
-    def _store_file(self, data: bytes, folder: str, name: str, *, unique: bool = False) -> str:
-        """Keep ``data`` downloadable as ``folder/name`` (``folder/<file_id>_name`` if unique)."""
+    def _store_file(self, data: bytes, folder: str, name: str) -> str:
+        """Keep ``data`` downloadable with getFile as ``folder/<file_id>_name``."""
         file_id = f"FILE{next(self._ids)}"
-        path = f"{folder}/{file_id}_{name}" if unique else f"{folder}/{name}"
+        path = f"{folder}/{file_id}_{name}"
         self._files[file_id] = (path, data)
         return file_id
 
@@ -775,7 +771,7 @@ class FakeBotAPI:
             raise ApiError(400, f"Bad Request: can't parse InputMedia: media not found ({ref})")
         if upload is None:
             return {"file_id": ref, "file_unique_id": hashlib.sha256(ref.encode()).hexdigest()}
-        file_id = self._store_file(upload.data, folder, upload.filename or "file", unique=True)
+        file_id = self._store_file(upload.data, folder, upload.filename or "file")
         result = {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": upload.size}
         return result | ({"file_name": upload.filename} if upload.filename else {})
 

@@ -43,7 +43,7 @@ async def test_getdata_retries_then_answers(
     external_api: dict[str, Any],
 ) -> None:
     external_api["fail_first"] = 2
-    await bot_process_factory(
+    bot = await bot_process_factory(
         DATABASE_URL=database_url,
         RATE_LIMIT_SECONDS="0",
         ANALYTICS_FLUSH_SECONDS="0.1",
@@ -60,6 +60,9 @@ async def test_getdata_retries_then_answers(
         "SELECT 1 FROM shared.analytics_events"
         " WHERE telegram_id = 81 AND event_type = 'api_request_success'",
     )
+    # The client came from bot_services (run_bot's services=) and is closed at shutdown.
+    assert await bot.stop() == 0
+    assert "Closed the bot's services: external_api" in bot.output
 
 
 @pytest.mark.slow

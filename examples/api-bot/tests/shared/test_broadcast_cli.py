@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ecosystem_shared.bot_registry import register_bot
 from ecosystem_shared.broadcast import main
 from ecosystem_shared.broadcast_message import (
     BroadcastInputError,
@@ -41,14 +42,7 @@ def seed(url: str, rows: list[tuple[str, int, str | None, int, bool]]) -> None:
 
 
 def jobs(url: str) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(url)
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM shared.broadcasts"))
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
+    return int(recorded(url, "SELECT count(*) FROM shared.broadcasts")[0][0])
 
 
 def run(url: str, *args: str) -> int:
@@ -66,9 +60,25 @@ def audience(database_url: str) -> str:
             (BOT, 4, "ru", 1, True),  # blocked: never in an audience
             ("Other bot", 1, "ru", 1, False),
             ("Other bot", 3, "ru", 1, True),
+            ("Old bot", 2, "en", 1, False),  # not started since shared.bots: known by name only
         ],
     )
+    register(database_url, {"cli-bot": BOT, "other-bot": "Other bot"})
     return database_url
+
+
+def register(url: str, bots: dict[str, str]) -> None:
+    """What each bot does at start: its slug -> BOT_NAME in shared.bots."""
+
+    async def upsert() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for slug, name in bots.items():
+                await register_bot(conn, slug, name)
+        finally:
+            await conn.close()
+
+    asyncio.run(upsert())
 
 
 @pytest.mark.parametrize(
@@ -77,8 +87,12 @@ def audience(database_url: str) -> str:
         ((), 3),
         (("--language", "ru"), 2),
         (("--seen-days", "7"), 2),
-        (("--also-uses", "other BOT"), 1),
-        (("--language", "ru", "--seen-days", "7", "--also-uses", "Other bot"), 1),
+        (("--also-uses", "other-bot"), 1),  # the other bot's slug: the documented way
+        (("--also-uses", "Other-Bot"), 1),
+        (("--also-uses", "other BOT"), 1),  # its BOT_NAME, case-insensitive: as before
+        (("--also-uses", "old bot"), 1),  # not registered yet: matched by BOT_NAME
+        (("--language", "ru", "--seen-days", "7", "--also-uses", "other-bot"), 1),
+        (("--language", "ru", "--also-uses", "old bot"), 0),
     ],
 )
 def test_dry_run_prints_the_audience_size_and_creates_nothing(
@@ -116,6 +130,43 @@ def test_create_show_pause_resume_cancel(audience: str, capsys: pytest.CaptureFi
     assert f"#{job_id} cancelled: 0/3 sent" in capsys.readouterr().out
 
 
+def test_create_with_also_uses_slug_targets_the_other_bots_users(
+    audience: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(audience, "create", "--text", "Hi", "--also-uses", "other-bot", "--yes") == 0
+    job_id = int(capsys.readouterr().out.split()[0])
+    query = "SELECT telegram_id FROM shared.broadcast_recipients WHERE broadcast_id = $1"
+    recipients = recorded(audience, query, job_id)
+    assert [row["telegram_id"] for row in recipients] == [1]  # user 3 blocked the other bot
+    stored = recorded(audience, "SELECT audience FROM shared.broadcasts WHERE id = $1", job_id)
+    assert json.loads(stored[0]["audience"]) == {"also_uses": "Other bot"}  # resolved name
+    assert run(audience, "create", "--text", "Hi", "--also-uses", "OLD BOT", "--yes") == 0
+    job_id = int(capsys.readouterr().out.split()[0])
+    assert run(audience, "show", str(job_id), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 1  # user 2, by the name fallback
+
+
+def test_unknown_also_uses_before_any_bot_registered_says_so(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(database_url, [(BOT, 1, "ru", 1, False)])
+    assert run(database_url, "create", "--text", "x", "--dry-run", "--also-uses", "shop") == 1
+    err = capsys.readouterr().err
+    assert "Known slugs: none yet." in err
+    assert "matched by its BOT_NAME: Cli bot" in err
+
+
+def recorded(url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    async def read() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(url)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
 def test_without_yes_and_no_terminal_nothing_is_created(
     audience: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -140,7 +191,12 @@ def long_text(n: int) -> str:
         (("--text", "a < b"), "HTML: write < and > as &lt; and &gt;"),
         (("--text", "&nbsp;"), "HTML: unsupported entity &nbsp;"),
         (("--text", "x", "--language", "de"), "The audience is empty"),
-        (("--text", "x", "--also-uses", "Nobody"), "--also-uses: no bot named 'Nobody'"),
+        (
+            ("--text", "x", "--also-uses", "nobody"),
+            "--also-uses: no bot with the slug or BOT_NAME 'nobody'. Known slugs: cli-bot,"
+            " other-bot. A bot not started since the upgrade that added shared.bots has no slug"
+            " on record and is matched by its BOT_NAME: Cli bot, Old bot, Other bot\n",
+        ),
         (("--text", "x", "--button", "=https://e.org"), "The button needs a text"),
         (("--text", "x", "--button", "Go=ftp://e.org"), "The button needs an http(s)://"),
     ],

@@ -1,6 +1,7 @@
 """Migrations against a real PostgreSQL: idempotent, concurrent-safe, all-or-nothing."""
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 
@@ -11,6 +12,25 @@ from ecosystem_shared.exceptions import MigrationError
 from ecosystem_shared.migrations import apply_migrations, migration_name, shared_migrations
 
 SHARED_NAMES = [migration_name(path) for path in shared_migrations()]
+# SHA-256 of the shared files as released (0.2.0), by number: deployed databases hold these in
+# shared.schema_migrations, so the files must never change (a changed file is not re-run).
+RELEASED = {
+    "02": "b65ff1599fa8dc6d136785d7e23d42052a7c0086b76e8cd76888c336315afe78",
+    "03": "02025bec9f25e7818cb2a0b6e966ddb9d895c988a61d496a5c64ccaa3b038fe8",
+    "04": "5483ed8691a40b4da746c1da9b9a3ce444b4b5da5931904d97d49b35a1454bd1",
+    "05": "6aae7cf6c2ecfdf89ee0757c702a6a10e8ffa590d7aeeb0f8d3e8b8b9d1f5677",
+    "06": "b95895dc6705d2acb7b8a9dd9468b050ec2b803b5c7b6074806c93212629bdb0",
+    "07": "851c60d6de8a6d1f2bbc2d0e7b3961fa4edddcf4c71e0d2ab14ccdd8c372f175",
+    "08": "9d8fde4761ff4ee80e9f20fa38e0417dd6232687530bf4cc0d4e23e76760fb70",
+}
+# Every description of the shared schema's tables and columns.
+SCHEMA_COMMENTS = """
+SELECT c.relname || coalesce('.' || a.attname, '') AS target, d.description
+FROM pg_description d
+JOIN pg_class c ON d.classoid = 'pg_class'::regclass AND c.oid = d.objoid
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'shared'
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+"""
 
 
 def test_shared_files_in_order() -> None:
@@ -107,11 +127,47 @@ async def test_files_work_as_plain_init_scripts(empty_database_url: str) -> None
                     "idx_analytics_bot_event", "idx_analytics_created_at"}  # fmt: skip
         assert expected <= by_name.keys()
         comment = await conn.fetchval("SELECT obj_description('shared.users'::regclass)")
-        assert comment == "Глобальный реестр пользователей из всех ботов экосистемы"
+        assert comment == "Every user of any bot of the ecosystem, one row per Telegram user"
         not_null = await conn.fetchval(
             "SELECT is_nullable FROM information_schema.columns"
             " WHERE table_schema = 'shared' AND table_name = 'users' AND column_name = 'first_name'"
         )
         assert not_null == "NO"
+    finally:
+        await conn.close()
+
+
+def test_released_files_are_unchanged() -> None:
+    on_disk = {path.name[:2]: path for path in shared_migrations()}
+    for number, checksum in RELEASED.items():
+        assert hashlib.sha256(on_disk[number].read_bytes()).hexdigest() == checksum, number
+
+
+async def test_a_database_of_the_last_release_gets_english_descriptions(
+    empty_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database the 0.2.0 files migrated (Russian descriptions from 02) starts with this code:
+    no file reported changed, only the new files run, and every description is in English."""
+    released = [path for path in shared_migrations() if path.name[:2] in RELEASED]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await apply_migrations(conn, released)
+        before = dict(await conn.fetch(SCHEMA_COMMENTS))
+        assert before["users"] == "Глобальный реестр пользователей из всех ботов экосистемы"
+        with caplog.at_level(logging.WARNING):
+            applied = await apply_migrations(conn, shared_migrations())
+        new = [
+            f"ecosystem_shared/{p.name}" for p in shared_migrations() if p.name[:2] not in RELEASED
+        ]
+        assert applied == new and "ecosystem_shared/11-schema-comments.sql" in new
+        assert "changed after it was applied" not in caplog.text
+        after = dict(await conn.fetch(SCHEMA_COMMENTS))
+        assert before.keys() <= after.keys()  # none dropped
+        assert all(text.isascii() for text in after.values()), after
+        assert after["users.telegram_id"] == "Telegram user id"
+        assert after["analytics_events"] == (
+            "Events of every bot of the ecosystem (partitioned by month of created_at, UTC)"
+        )
+        assert after["analytics_events.bot_name"].startswith("Name of the bot")
     finally:
         await conn.close()

@@ -6,6 +6,7 @@ hit the next matching call of any chat, so each scenario waits for the previous 
 """
 
 import asyncio
+import itertools
 
 import pytest
 from aiogram.exceptions import TelegramServerError
@@ -118,6 +119,26 @@ async def test_callback_answers_are_not_retried(fake_api: FakeBotAPI) -> None:
         fake_api.fail_next("sendMessage", error_code=500)
         await bot.send_message(301, "retried")
         assert [c.error_code for c in replies(fake_api, 301)] == [500, None]
+    finally:
+        await bot.session.close()
+
+
+async def test_server_errors_are_retried_with_growing_waits(fake_api: FakeBotAPI) -> None:
+    """The bot's session backs off on 5xx: base_delay, then twice each wait (with jitter)."""
+    settings = SharedSettings.model_construct(
+        BOT_TOKEN=SecretStr(fake_api.token), TELEGRAM_API_BASE_URL=fake_api.base_url
+    )
+    bot = build_bot(settings)
+    try:
+        fake_api.fail_next("sendMessage", error_code=502, times=BUDGET - 1)
+        await bot.send_message(302, "after the backoff")
+        calls = replies(fake_api, 302)
+        assert [c.error_code for c in calls] == [502] * (BUDGET - 1) + [None]
+        waits = [later.time - earlier.time for earlier, later in itertools.pairwise(calls)]
+        base = RetryMiddleware().base_delay
+        # Lower bounds only: a busy machine makes waits longer, never shorter.
+        assert waits[0] >= base * 0.95
+        assert all(later >= earlier * 1.5 for earlier, later in itertools.pairwise(waits)), waits
     finally:
         await bot.session.close()
 

@@ -10,7 +10,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, User
 
 from ecosystem_shared.analytics import Analytics
-from ecosystem_shared.db import Database
 from ecosystem_shared.digest_chart import ChartService
 from ecosystem_shared.exceptions import DatabaseUnavailable
 from ecosystem_shared.notifications import format_digest, send_report
@@ -42,14 +41,14 @@ def customer(message: Message) -> User | None:
 
 
 async def subscribe(
-    message: Message, db: Database, analytics: Analytics, settings: Settings
+    message: Message, crm: CrmRepository, analytics: Analytics, settings: Settings
 ) -> None:
     texts = bot_texts(settings.LANGUAGE)
     user = customer(message)
     if user is None:
         return
     try:
-        expires_at, order_id = await CrmRepository(db).subscribe(
+        expires_at, order_id = await crm.subscribe(
             user, settings.SUBSCRIPTION_DAYS, Decimal(str(settings.SUBSCRIPTION_PRICE))
         )
     except DatabaseUnavailable:
@@ -67,13 +66,13 @@ async def subscribe(
     await message.answer(texts.subscribed.format(until=f"{expires_at:%Y-%m-%d}"))
 
 
-async def orders(message: Message, db: Database, settings: Settings) -> None:
+async def orders(message: Message, crm: CrmRepository, settings: Settings) -> None:
     texts = bot_texts(settings.LANGUAGE)
     user = customer(message)
     if user is None:
         return
     try:
-        found = await CrmRepository(db).orders(user.id)
+        found = await crm.orders(user.id)
     except DatabaseUnavailable:
         await message.answer(texts.unavailable)
         return
@@ -98,7 +97,9 @@ def is_admin(message: Message, settings: Settings) -> bool:
     return message.from_user is not None and message.from_user.id in settings.ADMIN_USER_IDS
 
 
-async def grant(message: Message, command: CommandObject, db: Database, settings: Settings) -> None:
+async def grant(
+    message: Message, command: CommandObject, crm: CrmRepository, settings: Settings
+) -> None:
     texts = bot_texts(settings.LANGUAGE)
     if not is_admin(message, settings):
         await message.answer(texts.admin_only)
@@ -109,7 +110,7 @@ async def grant(message: Message, command: CommandObject, db: Database, settings
         await message.answer(texts.grant_usage)
         return
     try:
-        expires_at = await CrmRepository(db).grant(telegram_id, settings.SUBSCRIPTION_DAYS)
+        expires_at = await crm.grant(telegram_id, settings.SUBSCRIPTION_DAYS)
     except DatabaseUnavailable:
         await message.answer(texts.unavailable)
         return

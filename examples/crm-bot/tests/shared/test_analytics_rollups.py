@@ -16,6 +16,7 @@ import pytz
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ecosystem_shared.local_days import local_day_bounds
 from ecosystem_shared.rollups import catch_up_first_sights, rebuild, roll_up_finished_days
 from ecosystem_shared.stats import query_chart_data, query_daily_stats, query_day_stats
 
@@ -129,7 +130,8 @@ async def store(conn: asyncpg.Connection, events: list[Event], main: dict[str, l
     await conn.execute(
         "TRUNCATE shared.analytics_events, shared.users, shared.analytics_bot_users,"
         " shared.analytics_rollup_days, shared.analytics_daily_events,"
-        " shared.analytics_daily_bots, shared.analytics_bots"
+        " shared.analytics_daily_bots, shared.analytics_bots, shared.analytics_hourly_events,"
+        " shared.analytics_hourly_coverage"
     )
     firsts: dict[int, datetime] = {}
     for e in events:
@@ -281,6 +283,12 @@ async def test_rebuild_and_preview_commands(
     assert rebuilt.stdout.startswith("rebuilt ") and "(2025-03-29 to " in rebuilt.stdout
     rolled = await conn.fetchval("SELECT count(*) FROM shared.analytics_rollup_days")
     assert rolled > 3
+    # And the hourly counts, from the local start of --since to now: whole, equal to the events.
+    assert rebuilt.stdout.rstrip().endswith(" hours")
+    since = local_day_bounds(date(2025, 3, 29), ZONE)[0]
+    assert await conn.fetchval("SELECT covered_from FROM shared.analytics_hourly_coverage") == since
+    hourly = await conn.fetchval("SELECT sum(events) FROM shared.analytics_hourly_events")
+    assert hourly == len(events)
 
     chart = tmp_path / "chart.png"
     args = ["--preview", "--day", "2025-03-31", "--chart", str(chart)]

@@ -1,7 +1,8 @@
 """The bot's real dispatcher in the test's process, started and stopped as ``run_bot`` does.
 
 ``in_process_bot`` (a fixture of the test kit) builds this bot's settings, services and dispatcher
-with :func:`~ecosystem_shared.runtime.build_services` and
+with :func:`~ecosystem_shared.runtime.build_services` (plus the bot's own from
+``<package>.services.bot_services``, as ``__main__`` passes them to ``run_bot``) and
 :func:`~ecosystem_shared.runtime.build_dispatcher`, starts the database and analytics, and runs
 the routers' startup hooks with the data ``run_services`` gives them (aiogram's ``start_polling``
 passes the dispatcher, the bots and the workflow data); the shutdown hooks and closing run at the
@@ -34,7 +35,12 @@ from aiogram.types import ErrorEvent, TelegramObject
 
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.config import SharedSettings
-from ecosystem_shared.runtime import Services, build_dispatcher, build_services
+from ecosystem_shared.runtime import (
+    BotServicesFactory,
+    Services,
+    build_dispatcher,
+    build_services,
+)
 from ecosystem_shared.telegram import build_bot
 from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
 
@@ -154,9 +160,12 @@ async def serve(
     settings: SharedSettings,
     routers: Sequence[Router],
     migrations: Sequence[Path],
+    bot_services: BotServicesFactory[Any] | None = None,
 ) -> AsyncIterator[InProcessBot]:
     bot = build_bot(settings)
     services = build_services(settings, bot, migrations)
+    if bot_services is not None:
+        services.add_own(bot_services(settings, services))
     dp = build_dispatcher(services, routers)
     found = InProcessBot(api, bot, services, dp)
     dp.errors.outer_middleware(ErrorRecorder(found.errors))
@@ -171,6 +180,7 @@ async def serve(
         finally:
             await dp.emit_shutdown(**lifecycle)
     finally:
+        await services.close_own()
         await services.analytics.close()
         await services.db.close()
         await bot.session.close()
@@ -193,6 +203,8 @@ async def in_process_bot(
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     bot_settings = importlib.import_module(f"{bot_module}.settings")
     handlers = importlib.import_module(f"{bot_module}.handlers")
+    # What run_bot(..., services=) gets in __main__; bots made before 0.3.0 have none.
+    own_services = getattr(importlib.import_module(f"{bot_module}.services"), "bot_services", None)
     settings_cls: type[SharedSettings] = bot_settings.Settings
     async with contextlib.AsyncExitStack() as stack:
 
@@ -212,7 +224,7 @@ async def in_process_bot(
             replace_attached_routers(bot_module, monkeypatch)
             all_routers = [*routers, handlers.build_router(settings)]
             return await stack.enter_async_context(
-                serve(fake_api, settings, all_routers, bot_settings.MIGRATIONS)
+                serve(fake_api, settings, all_routers, bot_settings.MIGRATIONS, own_services)
             )
 
         yield start

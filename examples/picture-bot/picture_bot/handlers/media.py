@@ -19,8 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ecosystem_shared.analytics import Analytics
 from ecosystem_shared.telegram import local_file_reference
-
-from ..services.media import (
+from ecosystem_shared.wildberries import (
     MAX_ARTICLE,
     MB,
     MediaBundle,
@@ -30,6 +29,7 @@ from ..services.media import (
     WbMediaSource,
     chunked,
 )
+
 from ..settings import Settings
 from ..texts import BotTexts, bot_texts
 

@@ -245,6 +245,18 @@ async def test_switch_keeps_every_event_once_while_writing(
         assert state["finished_at"] is not None and state["writes_blocked_ms"] < 5000
         assert report.tail_rows == state["tail_rows"]
         assert distinct == count
+        # The swap's table comment (06) is replaced by 11-schema-comments.sql's English one,
+        # and the column descriptions written while the copy was pending came along.
+        descriptions = await conn.fetchrow(
+            "SELECT obj_description(attrelid) AS events,"
+            " col_description(attrelid, attnum) AS bot_name"
+            " FROM pg_attribute"
+            " WHERE attrelid = 'shared.analytics_events'::regclass AND attname = 'bot_name'"
+        )
+        assert descriptions["events"] == (
+            "Events of every bot of the ecosystem (partitioned by month of created_at, UTC)"
+        )
+        assert descriptions["bot_name"].startswith("Name of the bot")
         # The sequence survived the plain table and still feeds the ids.
         next_id = await conn.fetchval("SELECT nextval('shared.analytics_events_id_seq')")
         assert next_id > await conn.fetchval("SELECT max(id) FROM shared.analytics_events")

@@ -1,10 +1,11 @@
 """A fake Wildberries CDN for tests (aiohttp), built from what public projects show of the real one.
 
-The facts and their sources are in ``picture_bot/services/media.py``: the route map JSON
-(``origin.mediabasket_route_map`` / ``origin.videonme_route_map``, ``method: "range"``), photos
-and ``info/ru/card.json`` at ``/vol{nm // 100000}/part{nm // 1000}/{nm}/...`` on basket hosts,
-videos at ``/vol{nm % 144}/part{nm // 10000}/{nm}/hls/{quality}/index.m3u8`` on videonme hosts
-with segments named ``1.ts, 2.ts, ...`` next to the playlist.
+The facts and their sources are in ``ecosystem_shared/wildberries/`` (``routes``, ``card``,
+``hls``): the route map JSON (``origin.mediabasket_route_map`` / ``origin.videonme_route_map``,
+``method: "range"``), photos and ``info/ru/card.json`` at
+``/vol{nm // 100000}/part{nm // 1000}/{nm}/...`` on basket hosts, videos at
+``/vol{nm % 144}/part{nm // 10000}/{nm}/hls/{quality}/index.m3u8`` on videonme hosts with
+segments named ``1.ts, 2.ts, ...`` next to the playlist.
 
 One server stands in for every host: host ``H``, path ``P`` is ``GET {url}/H/P``, which is where
 the bot asks with ``WB_PHOTO_BASE_URL = WB_VIDEO_BASE_URL = {url}/{host}``. A product is served
@@ -26,11 +27,17 @@ from typing import Any
 
 from aiohttp import web
 
-from picture_bot.services.media import RouteTable, parse_route_map
+from ecosystem_shared.wildberries.routes import RouteTable, parse_route_map
 
 SAMPLE_ROUTE_MAP = Path(__file__).with_name("wb_route_map_sample.json")
 ROUTE_MAP_HOST = "cdn.wbbasket.ru"
 ROUTE_MAP_PATH = "api/v3/upstreams"
+
+# Articles in early, middle and late ranges of the sample route map (vol = nm // 100000).
+EARLY = 12_345_678  # vol 123: basket-01
+MIDDLE = 485_117_625  # vol 4851: basket-26 (the old table said 27); a real product URL
+LATE = 1_532_076_295  # vol 15320: basket-48; a real product URL
+PAST = 1_900_012_345  # vol 19000: past the table's last range (vol 18821)
 
 _CARD = re.compile(r"vol(\d+)/part(\d+)/(\d+)/info/ru/card\.json")
 _PHOTO = re.compile(r"vol(\d+)/part(\d+)/(\d+)/images/big/(\d+)\.webp")
