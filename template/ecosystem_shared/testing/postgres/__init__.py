@@ -25,6 +25,7 @@ The parts: ``server`` (the cluster), ``admin`` (statements, databases), ``copies
 (:class:`DatabaseCopies`), ``fixtures`` (pytest) and ``cli`` (``python -m``). Import from here.
 """
 
+from ecosystem_shared.testing.postgres import fixtures
 from ecosystem_shared.testing.postgres.admin import (
     admin,
     create_database,
@@ -37,17 +38,7 @@ from ecosystem_shared.testing.postgres.admin import (
 )
 from ecosystem_shared.testing.postgres.cli import main
 from ecosystem_shared.testing.postgres.copies import DatabaseCopies
-from ecosystem_shared.testing.postgres.fixtures import (
-    database_copies,
-    database_url,
-    db,
-    db_conn,
-    empty_database_url,
-    empty_databases,
-    migrated_template,
-    own_server,
-    postgres_url,
-)
+from ecosystem_shared.testing.postgres.fixtures import *  # noqa: F403 - its __all__: the fixtures
 from ecosystem_shared.testing.postgres.server import (
     ENV_VARS,
     MISSING,
@@ -69,21 +60,12 @@ __all__ = [
     "admin",
     "as_user",
     "create_database",
-    "database_copies",
-    "database_url",
-    "db",
-    "db_conn",
     "drop_database",
-    "empty_database_url",
-    "empty_databases",
     "find_pg_bin",
     "free_port",
     "main",
     "migrate",
-    "migrated_template",
     "new_database_name",
-    "own_server",
-    "postgres_url",
     "reachable_bin_dir",
     "run_sync",
     "running_server",
@@ -92,3 +74,4 @@ __all__ = [
     "temporary_database",
     "with_database",
 ]
+__all__ += fixtures.__all__

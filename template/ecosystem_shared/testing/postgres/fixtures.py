@@ -25,6 +25,18 @@ from ecosystem_shared.testing.postgres.admin import (
 from ecosystem_shared.testing.postgres.copies import DatabaseCopies
 from ecosystem_shared.testing.postgres.server import PostgresServer, running_server
 
+__all__ = [
+    "database_copies",
+    "database_url",
+    "db",
+    "db_conn",
+    "empty_database_url",
+    "empty_databases",
+    "migrated_template",
+    "own_server",
+    "postgres_url",
+]
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
