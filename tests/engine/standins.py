@@ -117,7 +117,7 @@ def build(name: str, context: Path, dockerfile: Path | None = None, *args: str) 
 
 def build_standins(shared_package: Path, standins: StandIns) -> None:
     """Every stand-in image ``standins`` names; ``shared_package`` is a rendered bot's
-    ``ecosystem_shared``, whose test kit (``testing/fake_bot_api.py`` and what it imports)
+    ``ecosystem_shared``, whose test kit (``testing/fake_bot_api/`` and what it imports)
     serves as the Local Bot API."""
     build_base()
     suite = PYTHON_SUITES[standins.python]
