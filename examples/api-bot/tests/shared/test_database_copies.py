@@ -1,5 +1,5 @@
 """The test kit's per-test databases: copies of the migrated template, made ahead and dropped
-behind on background threads (ecosystem_shared/testing/postgres.py)."""
+behind on background threads (ecosystem_shared/testing/postgres/copies.py)."""
 
 import asyncpg
 import pytest

@@ -14,37 +14,20 @@ from ecosystem_shared.testing import telegram_fixtures
 from ecosystem_shared.testing.binaries import put_ffmpeg_on_path
 from ecosystem_shared.testing.hypothesis_profiles import load_profile
 from ecosystem_shared.testing.in_process import in_process_bot
-from ecosystem_shared.testing.postgres import (
-    database_copies,
-    database_url,
-    db,
-    db_conn,
-    empty_database_url,
-    empty_databases,
-    migrated_template,
-    own_server,
-    postgres_url,
-)
+from ecosystem_shared.testing.postgres import fixtures as postgres_fixtures
+from ecosystem_shared.testing.postgres.fixtures import *  # noqa: F403 - its __all__: the fixtures
 from ecosystem_shared.testing.servers import redis_server
 from ecosystem_shared.testing.telegram_fixtures import bot_process_factory, fake_api
 
 __all__ = [
     "bot_process_factory",
-    "database_copies",
-    "database_url",
-    "db",
-    "db_conn",
-    "empty_database_url",
-    "empty_databases",
     "fake_api",
     "in_process_bot",
-    "migrated_template",
-    "own_server",
-    "postgres_url",
     "pytest_collection_finish",
     "pytest_configure",
     "redis_server",
 ]
+__all__ += postgres_fixtures.__all__
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -30,15 +30,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from ecosystem_shared.testing.fake_bot_api import FakeBotAPI
-
-__all__ = ["SECRET_HEADER", "Delivery", "Webhook", "WebhookDelivery"]
+__all__ = ["SECRET_HEADER", "Delivery", "UpdateQueue", "Webhook", "WebhookDelivery"]
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -72,10 +69,32 @@ class Delivery:
         return self.status is not None and 200 <= self.status < 300
 
 
+class UpdateQueue(Protocol):
+    """What the delivery needs of the fake Bot API (``fake_bot_api.FakeBotAPI`` is one); a
+    protocol, so that this module does not import the server that imports it."""
+
+    allowed_updates: frozenset[str]
+    default_allowed: frozenset[str]
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def wakeup_event(self) -> asyncio.Event: ...
+
+    def wakeup(self) -> None: ...
+
+    def drop_pending(self) -> None: ...
+
+    def deliverable_updates(self) -> list[dict[str, Any]]: ...
+
+    def confirm(self, update: dict[str, Any]) -> None: ...
+
+
 class WebhookDelivery:
     """Holds the webhook of one :class:`FakeBotAPI` and delivers its queued updates."""
 
-    def __init__(self, api: FakeBotAPI, error_factory: Callable[[int, str], Exception]) -> None:
+    def __init__(self, api: UpdateQueue, error_factory: Callable[[int, str], Exception]) -> None:
         self.api = api
         self.webhook: Webhook | None = None
         self.deliveries: list[Delivery] = []
