@@ -80,8 +80,16 @@ async def test_admin_broadcast_flow_and_strangers(
     await wait_until(paused, timeout=TIMEOUT, what="paused")
     sent_while_paused = len(broadcast_deliveries(fake_api))
     assert sent_while_paused < len(users)
-    latest = fake_api.calls("editMessageText", chat_id=ADMIN)[-1]
-    resume = next(d for d in buttons(latest).values() if d.startswith("bc:resume"))
+
+    def resume_buttons() -> list[str]:
+        latest = fake_api.calls("editMessageText", chat_id=ADMIN)[-1]
+        return [d for d in buttons(latest).values() if d.startswith("bc:resume")]
+
+    async def offers_resume() -> bool:  # the job is paused before its message says so
+        return bool(resume_buttons())
+
+    await wait_until(offers_resume, timeout=TIMEOUT, what="a Resume button")
+    resume = resume_buttons()[0]
     fake_api.push_callback_query(resume, user_id=ADMIN)
 
     async def done() -> bool:
