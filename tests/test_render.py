@@ -123,6 +123,7 @@ def test_files_follow_the_answers(case: Case, project: Path) -> None:
         f"{package}/services/crm.py": crm,
         "tests/bot/test_crm.py": crm,
         f"{package}/handlers/media.py": media,
+        f"{package}/services/media_source.py": media,
         "tests/bot/test_media.py": media,
         "scripts/update_wb_routes.py": media,
         # The Wildberries client is template-owned and ships in every render (verbatim rule).
