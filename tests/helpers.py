@@ -68,6 +68,14 @@ def _combo(mode: str, local_bot_api: bool, crm: bool) -> Case:
     return Case(case_id, {"mode": mode, "local_bot_api": local_bot_api, "crm": crm})
 
 
+# The template-owned tests that drive a bot's own dispatcher in process (its routers, as the bot's
+# code builds them): what of tests/shared a render runs when its whole suite runs elsewhere.
+DISPATCHER_TESTS = (
+    "tests/shared/test_dispatcher.py",
+    "tests/shared/test_fsm_memory.py",
+    "tests/shared/test_hostile_updates.py",
+)
+
 # Every mode x local_bot_api x crm.
 COMBOS: tuple[Case, ...] = tuple(
     _combo(mode, local, crm)

@@ -22,6 +22,7 @@ from tests.helpers import (
     ALL_CASES,
     COMBO_ENV,
     COMBOS,
+    DISPATCHER_TESTS,
     PAIR_CASES,
     PAIR_FACTORS,
     PAIR_GROUP,
@@ -53,8 +54,12 @@ CASES = case_params(selected_cases())
 SUITE_CASES = case_params(tuple(case for case in selected_cases() if case.suite or len(CASES) == 1))
 LINT_TIMEOUT = 300
 BOT_SUITE_TIMEOUT = 900
-# Cases whose render also runs the template-owned tests/shared (one per mode; see suite_paths).
-FULL_SUITE_CASES = frozenset({"text-false-false", "media-true-true"})
+# Cases whose render also runs the template-owned tests/shared (see suite_paths): the text bot
+# whole; the media bot with CRM on the Local Bot API only what drives its dispatcher, because
+# test_upgrade_path runs the same answer set's whole suite after updating it from the oldest
+# release (each whole suite is 6-9 minutes of work on two cores).
+FULL_SUITE_CASES = frozenset({"text-false-false"})
+DISPATCHER_SUITE_CASES = frozenset({"media-true-true"})
 
 REQUIRED_FILES = (
     "README.md",
@@ -283,11 +288,15 @@ def suite_paths(case: Case) -> list[str]:
 
     ``tests/bot`` (the bot's handlers, which the answers shape) runs for every case. The
     template-owned ``tests/shared`` is the same file for file in every render
-    (test_shared_part_is_the_template_verbatim), so a full run per mode covers it; a single
-    case chosen with TEMPLATE_COMBO (one CI job per case) always runs everything.
+    (test_shared_part_is_the_template_verbatim): one whole run of it on a text bot here, one on
+    a media bot in test_upgrade_path, and the tests that drive the media bot's own dispatcher
+    here cover it; a single case chosen with TEMPLATE_COMBO (one CI job per case, the template's
+    GitHub CI) always runs everything.
     """
     if case.id in FULL_SUITE_CASES or len(CASES) == 1:
         return ["tests"]
+    if case.id in DISPATCHER_SUITE_CASES:
+        return ["tests/bot", *DISPATCHER_TESTS]
     return ["tests/bot"]
 
 

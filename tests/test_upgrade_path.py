@@ -36,7 +36,16 @@ import yaml
 from packaging.version import Version
 
 from devkit.render import copy_template
-from tests.helpers import PYTHON, REPO_ROOT, assert_ok, child_env, recorded_answers, run, tail
+from tests.helpers import (
+    DISPATCHER_TESTS,
+    PYTHON,
+    REPO_ROOT,
+    assert_ok,
+    child_env,
+    recorded_answers,
+    run,
+    tail,
+)
 from tests.test_update import (  # _git_identity: autouse, commits need a fixed identity
     SNAPSHOT_SKIP,
     _git_identity,  # noqa: F401
@@ -209,11 +218,6 @@ def module_level_routers(bot: Path) -> list[str]:
 # in the whole runs. Each more whole suite adds 6-9 minutes of work on two cores.
 CASE_ENV = "UPGRADE_CASE"
 FULL_SUITE_UPGRADES = frozenset({"media-crm-local"})
-DISPATCHER_TESTS = (
-    "tests/shared/test_dispatcher.py",
-    "tests/shared/test_fsm_memory.py",
-    "tests/shared/test_hostile_updates.py",
-)
 
 
 def chosen_case() -> str:
