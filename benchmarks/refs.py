@@ -67,6 +67,19 @@ def ratios_to_last(per_round: Mapping[str, Sequence[float]]) -> dict[str, list[f
 
 def median_ratios(per_round: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
     """The median of each ref's per-round ratios to the last ref (None: no round to compare)."""
+    return {ref: figures["ratio_to_last"] for ref, figures in compared(per_round).items()}
+
+
+def compared(per_round: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
+    """Per ref: its median, its value per round, its ratios to the last ref per round and
+    their median (None where there is nothing to take one of)."""
+    ratios = ratios_to_last(per_round)
     return {
-        ref: statistics.median(r) if r else None for ref, r in ratios_to_last(per_round).items()
+        ref: {
+            "median": statistics.median(values) if values else None,
+            "rounds": list(values),
+            "ratio_to_last": statistics.median(ratios[ref]) if ratios[ref] else None,
+            "ratios": ratios[ref],
+        }
+        for ref, values in per_round.items()
     }

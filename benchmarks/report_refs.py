@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.config import MIB, PACKAGE, RATE_LIMIT_SECONDS, Config, label, ref_variant
-from benchmarks.refs import ratios_to_last
+from benchmarks.refs import compared
 from benchmarks.results import BotRun, Results, median, ratio
 from benchmarks.table import aligned, closing_lines, fmt, machine_lines, spread
 
@@ -44,14 +44,9 @@ def summarize_refs(res: Results, refs: Sequence[str]) -> dict[str, Any]:
         bare = [value(run) for run in res.runs("bare")]
         summary["bare"][figure] = {"median": median(bare), "rounds": bare}
         per_round = {ref: [value(run) for run in res.runs(ref_variant(ref))] for ref in refs}
-        for ref, ratios in ratios_to_last(per_round).items():
-            summary["refs"][ref][figure] = {
-                "median": median(per_round[ref]),
-                "rounds": per_round[ref],
-                "ratio_to_last": median(ratios),
-                "ratios": ratios,
-                "ratio_to_bare": ratio(median(per_round[ref]), median(bare)),
-            }
+        for ref, figures in compared(per_round).items():
+            figures["ratio_to_bare"] = ratio(figures["median"], median(bare))
+            summary["refs"][ref][figure] = figures
     return summary
 
 
