@@ -11,6 +11,9 @@ import pytest
 
 from benchmarks import run
 from benchmarks.config import MIB, parse_args, ref_variant
+from benchmarks.host_refs_report import refs_summary
+from benchmarks.host_refs_report import refs_table as host_refs_table
+from benchmarks.host_report import ModeResult
 from benchmarks.refs import alternating, median_ratios, ratios_to_last, ref_dir, resolve
 from benchmarks.report_refs import refs_table, summarize_refs
 from benchmarks.results import BotRun, Results
@@ -127,3 +130,33 @@ def test_summary_and_table_of_two_refs() -> None:
     assert "  / HEAD, per round" in text
     assert "0.95x; 0.95-0.95" in text  # idle RSS of the old ref against HEAD's
     assert "2001 / 2002" in text
+
+
+def host_run(total_mib: float, child_dirty_mib: list[float], updates_s: float) -> ModeResult:
+    result = ModeResult("host", start_s=3.0, restart_s=1.2, events_expected=30, events_stored=30)
+    result.per_bot_updates_s = {"bench-01": updates_s, "bench-02": updates_s * 2}
+    result.pss_kib = {"host parent": int(total_mib * MIB / 2), "bench-01": int(total_mib * MIB / 2)}
+    dirty = {f"bench-{n + 1:02d}": int(mib * MIB) for n, mib in enumerate(child_dirty_mib)}
+    result.private_dirty_kib = {"host parent": 99 * 1024, "other 123": 1024} | dirty
+    return result
+
+
+def test_host_refs_summary_compares_round_by_round() -> None:
+    results = {
+        RELEASE_0_2_0: [host_run(330.0, [15.0, 17.0], 1000.0), host_run(300.0, [16.0], 900.0)],
+        "HEAD": [host_run(300.0, [15.0], 1000.0), host_run(300.0, [15.0, 16.0, 20.0], 1000.0)],
+    }
+    summary = refs_summary(results)
+    pss = summary["total_pss_mib"][RELEASE_0_2_0]
+    assert pss["ratios"] == pytest.approx([1.1, 1.0])
+    assert pss["ratio_to_last"] == pytest.approx(1.05)
+    # Only the bots' children count, not the parent or another child of the host.
+    dirty = summary["child_private_dirty_mib"]
+    assert dirty[RELEASE_0_2_0]["rounds"] == pytest.approx([16.0, 16.0])
+    assert dirty["HEAD"]["rounds"] == pytest.approx([15.0, 16.0])
+    assert summary["updates_per_s"][RELEASE_0_2_0]["median"] == pytest.approx(1425.0)
+    assert summary["events"] == {RELEASE_0_2_0: [60, 60], "HEAD": [60, 60]}
+    commits = {RELEASE_0_2_0: "1" * 40, "HEAD": "2" * 40}
+    text = host_refs_table(summary, commits, bots=2, users=10, rounds=2, python="Python 3.12")
+    assert "1.05x; 1.00-1.10" in text
+    assert "60 / 60" in text
