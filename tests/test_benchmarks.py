@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks import run
-from benchmarks.config import MIB, parse_args, ref_variant
+from benchmarks.config import MIB, is_generated, parse_args, ref_variant
 from benchmarks.host_refs_report import refs_summary
 from benchmarks.host_refs_report import refs_table as host_refs_table
 from benchmarks.host_report import ModeResult
 from benchmarks.refs import alternating, median_ratios, ratios_to_last, ref_dir, resolve
 from benchmarks.report_refs import refs_table, summarize_refs
 from benchmarks.results import BotRun, Results
+from benchmarks.throughput import metrics_order
 from tests.helpers import REPO_ROOT
 
 # The last release before HEAD's: it stays in the history.
@@ -160,3 +161,13 @@ def test_host_refs_summary_compares_round_by_round() -> None:
     text = host_refs_table(summary, commits, bots=2, users=10, rounds=2, python="Python 3.12")
     assert "1.05x; 1.00-1.10" in text
     assert "60 / 60" in text
+
+
+def test_without_refs_the_variants_keep_their_order() -> None:
+    """run.py's own rounds as before --refs: metrics off and on swap places every other round."""
+    assert metrics_order(0) == metrics_order(2) == ["bare", "seed", "generated", "metrics"]
+    assert metrics_order(1) == ["bare", "seed", "metrics", "generated"]
+    # Each ref's bot has its events counted and its analytics counters read, as "generated".
+    assert is_generated("generated") and is_generated("metrics")
+    assert is_generated(ref_variant(RELEASE_0_2_0))
+    assert not is_generated("bare") and not is_generated("seed")
