@@ -56,6 +56,23 @@ LABELS = {
 }
 
 
+# --refs: the generated bot rendered from each git ref is the variant "generated@<ref>".
+REF_VARIANT = "generated@"
+
+
+def ref_variant(ref: str) -> str:
+    return f"{REF_VARIANT}{ref}"
+
+
+def is_generated(variant: str) -> bool:
+    """A generated bot (its events are counted and its analytics counters read)."""
+    return variant in GENERATED or variant.startswith(REF_VARIANT)
+
+
+def label(variant: str) -> str:
+    return LABELS.get(variant, variant)
+
+
 TARGET_THROUGHPUT = 0.9  # generated >= 0.9 x bare updates/s, with every event stored
 
 
@@ -94,6 +111,7 @@ class Config:
     limiter_users: int
     quick: bool
     json_path: Path | None
+    refs: tuple[str, ...] = ()  # --refs: the generated bot of each ref against bare_bot.py
 
 
 FULL: dict[str, float] = {"updates": 2000, "rounds": 5, "renders": 3, "ingest_rows": 10_000}
@@ -124,6 +142,13 @@ def parse_args(argv: Sequence[str]) -> Config:
         "--limiter-users", type=int, default=1_000_000, help="distinct users for limiter memory"
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--refs",
+        nargs="+",
+        metavar="REF",
+        help="render the generated bot from each git ref (HEAD: the working tree) and run them"
+        " side by side with bare_bot.py, order alternating by round; ratios to the last ref",
+    )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
 
@@ -142,6 +167,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         limiter_users=args.limiter_users,
         quick=args.quick,
         json_path=args.json,
+        refs=tuple(args.refs or ()),
     )
     positive = ("updates", "users", "rounds", "renders", "ingest_rows", "ingest_rounds")
     for name in positive:

@@ -34,11 +34,12 @@ import importlib
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ if __package__ in (None, ""):  # `python benchmarks/host.py`: make `benchmarks` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.host_processes import FIRST_USER, Bench, Host, Separate, smaps, start_polling
+from benchmarks.host_refs_report import refs_summary, refs_table
 from benchmarks.host_report import MIB, ModeResult, interpreter, merged, table
+from benchmarks.refs import alternating, ref_dir, resolve
 from benchmarks.rendered_bot import fetchval, postgres_server
 from benchmarks.results import Results, progress
 from devkit.interpreters import bots_venv, find_python
@@ -192,6 +195,52 @@ async def side_by_side(
     return speeds
 
 
+def names_and_packages(slugs: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each bot's bot_name and package (the same for every ref)."""
+    names = {slug: f"Bench {n + 1}" for n, slug in enumerate(slugs)}
+    return names, {slug: slug.replace("-", "_") for slug in slugs}
+
+
+def render_ecosystem(eco: Path, slugs: Sequence[str], ref: str = "HEAD") -> None:
+    """A host-mode ecosystem and its bots, of kinds in turn, from ``ref`` (HEAD: this tree)."""
+    progress(f"rendering a host-mode ecosystem and {len(slugs)} bots ({ref})")
+    answers = {"project_type": "ecosystem", "bots": ",".join(slugs), "deployment": "host"}
+    copy_template(eco, answers, vcs_ref=ref)
+    names, _ = names_and_packages(slugs)
+    for n, slug in enumerate(slugs):
+        answers = {"bot_name": names[slug], "bot_slug": slug, "language": "en"}
+        copy_template(eco / slug, answers | KINDS[n % len(KINDS)], vcs_ref=ref)
+
+
+def bots_python(python: str | None, eco: Path, slugs: Sequence[str], venv: Path) -> str:
+    """This interpreter, or a venv from ``--python`` with the bots' dependencies."""
+    if python is None:
+        return sys.executable
+    progress(f"a venv with the bots' dependencies from {python}")
+    return bots_venv(find_python(python), eco, slugs, venv)
+
+
+@contextlib.asynccontextmanager
+async def servers(
+    bot_dir: Path, slugs: Sequence[str]
+) -> AsyncIterator[tuple[Any, Any, dict[str, Any], str]]:
+    """The test kit of the bot in ``bot_dir`` (imported from there), one running fake Bot API
+    per bot and PostgreSQL: (fake_bot_api module, its postgres module, the APIs, admin URL)."""
+    sys.path.insert(0, str(bot_dir))
+    fake_bot_api = importlib.import_module("ecosystem_shared.testing.fake_bot_api")
+    postgres_testing = importlib.import_module("ecosystem_shared.testing.postgres")
+    db = importlib.import_module("ecosystem_shared.db")
+    apis = {s: fake_bot_api.FakeBotAPI(f"{8000 + n}:bench-token-{s}") for n, s in enumerate(slugs)}
+    for api in apis.values():
+        await api.start()
+    try:
+        async with postgres_server(postgres_testing, db, Results()) as admin_url:
+            yield fake_bot_api, postgres_testing, apis, admin_url
+    finally:
+        for api in apis.values():
+            await api.stop()
+
+
 async def run_all(
     work: Path,
     bots: int,
@@ -205,50 +254,76 @@ async def run_all(
     """Results of each mode, side-by-side speeds, and the interpreter they ran on."""
     eco = work / "eco"
     slugs = [f"bench-{n + 1:02d}" for n in range(bots)]
-    progress(f"rendering a host-mode ecosystem and {bots} bots")
-    copy_template(eco, {"project_type": "ecosystem", "bots": ",".join(slugs), "deployment": "host"})
-    names, packages = {}, {}
-    for n, slug in enumerate(slugs):
-        names[slug] = f"Bench {n + 1}"
-        packages[slug] = slug.replace("-", "_")
-        answers = {"bot_name": names[slug], "bot_slug": slug, "language": "en"}
-        copy_template(eco / slug, answers | KINDS[n % len(KINDS)])
-    if python is None:
-        python = sys.executable
-    else:
-        progress(f"a venv with the bots' dependencies from {python}")
-        python = bots_venv(find_python(python), eco, slugs, work / "venv")
+    render_ecosystem(eco, slugs)
+    names, packages = names_and_packages(slugs)
+    python = bots_python(python, eco, slugs, work / "venv")
     described = interpreter(python)
     progress(f"bots and host run on {described}")
-    sys.path.insert(0, str(eco / slugs[0]))
-    fake_bot_api = importlib.import_module("ecosystem_shared.testing.fake_bot_api")
-    postgres_testing = importlib.import_module("ecosystem_shared.testing.postgres")
-    db = importlib.import_module("ecosystem_shared.db")
-    apis = {s: fake_bot_api.FakeBotAPI(f"{8000 + n}:bench-token-{s}") for n, s in enumerate(slugs)}
-    for api in apis.values():
-        await api.start()
-    try:
-        async with postgres_server(postgres_testing, db, Results()) as admin_url:
-            bench = Bench(
-                eco, slugs, names, packages, apis, users, admin_url, postgres_testing, python
+    async with servers(eco / slugs[0], slugs) as (fake_bot_api, postgres_testing, apis, admin_url):
+        bench = Bench(eco, slugs, names, packages, apis, users, admin_url, postgres_testing, python)
+        bench.metrics_port = metrics_port
+        # Memory, start and restart: each mode alone (PSS splits shared pages between the
+        # processes mapping them, so the other mode must not run meanwhile).
+        results = [await run_mode(bench, mode) for _ in range(rounds) for mode in modes]
+        speeds: dict[str, dict[str, list[float]]] = {}
+        if side_rounds:
+            try:
+                speeds = await side_by_side(bench, fake_bot_api, side_rounds)
+            except Exception as error:  # noqa: BLE001 - the sequential figures still count
+                progress(
+                    f"side by side failed ({type(error).__name__}: {error});"
+                    " the table shows the sequential throughput"
+                )
+        return results, speeds, described
+
+
+async def run_refs(
+    work: Path,
+    refs: Sequence[str],
+    bots: int,
+    users: int,
+    rounds: int,
+    python: str | None,
+    metrics_port: int = 0,
+) -> tuple[dict[str, list[ModeResult]], str]:
+    """--refs: the host mode of the bots rendered from each ref, ``rounds`` rounds in an order
+    that reverses every round; the last ref's test kit drives them all."""
+    slugs = [f"bench-{n + 1:02d}" for n in range(bots)]
+    names, packages = names_and_packages(slugs)
+    ecos = {ref: ref_dir(work, ref) / "eco" for ref in refs}
+    for ref, eco in ecos.items():
+        render_ecosystem(eco, slugs, ref)
+    pythons = {
+        ref: bots_python(python, ecos[ref], slugs, ref_dir(work, ref) / "venv") for ref in refs
+    }
+    for ref, eco in ecos.items():
+        # Bytecode written before the first round: a bot directory without __pycache__ makes
+        # the host's parent about 2 MiB smaller per bot than every later run (measured on
+        # 2026-12-05), which would set round 1 apart from the others.
+        subprocess.run([pythons[ref], "-m", "compileall", "-q", str(eco)], check=True)
+    described = interpreter(pythons[refs[-1]])
+    progress(f"bots and host run on {described}")
+    results: dict[str, list[ModeResult]] = {ref: [] for ref in refs}
+    async with servers(ecos[refs[-1]] / slugs[0], slugs) as (_, postgres_testing, apis, admin_url):
+        benches = {}
+        for ref in refs:
+            benches[ref] = Bench(
+                ecos[ref],
+                slugs,
+                names,
+                packages,
+                apis,
+                users,
+                admin_url,
+                postgres_testing,
+                pythons[ref],
             )
-            bench.metrics_port = metrics_port
-            # Memory, start and restart: each mode alone (PSS splits shared pages between the
-            # processes mapping them, so the other mode must not run meanwhile).
-            results = [await run_mode(bench, mode) for _ in range(rounds) for mode in modes]
-            speeds: dict[str, dict[str, list[float]]] = {}
-            if side_rounds:
-                try:
-                    speeds = await side_by_side(bench, fake_bot_api, side_rounds)
-                except Exception as error:  # noqa: BLE001 - the sequential figures still count
-                    progress(
-                        f"side by side failed ({type(error).__name__}: {error});"
-                        " the table shows the sequential throughput"
-                    )
-            return results, speeds, described
-    finally:
-        for api in apis.values():
-            await api.stop()
+            benches[ref].metrics_port = metrics_port
+        for round_no in range(rounds):
+            for ref in alternating(refs, round_no):
+                progress(f"round {round_no + 1}/{rounds}: the host of {ref}")
+                results[ref].append(await run_mode(benches[ref], "host"))
+    return results, described
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,7 +349,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         " or in pyenv), in a venv made from it with the bots' dependencies (3.12 is the host"
         " image's); default: this interpreter, as it is",
     )
+    parser.add_argument(
+        "--refs",
+        nargs="+",
+        metavar="REF",
+        help="the host mode only, of the bots rendered from each git ref (HEAD: the working"
+        " tree), --rounds rounds in an order reversing every round; ratios to the last ref",
+    )
     args = parser.parse_args(argv)
+    if args.refs:
+        return main_refs(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     work = Path(tempfile.mkdtemp(prefix="host-bench-"))
     try:
@@ -308,6 +392,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(dump, indent=2) + "\n")
     lost = any(r.events_stored != r.events_expected for r in results)
+    return 1 if lost else 0
+
+
+def main_refs(args: argparse.Namespace) -> int:
+    commits = resolve(args.refs)  # an unknown ref stops the run before anything is rendered
+    work = Path(tempfile.mkdtemp(prefix="host-bench-"))
+    try:
+        results, described = asyncio.run(
+            run_refs(
+                work, args.refs, args.bots, args.users, args.rounds, args.python, args.metrics_port
+            )
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = refs_summary(results)
+    print(refs_table(summary, commits, args.bots, args.users, args.rounds, described))
+    if args.json:
+        dump = {
+            "python": described,
+            "refs": commits,
+            "summary": summary,
+            "rounds": {ref: [asdict(r) for r in runs] for ref, runs in results.items()},
+        }
+        args.json.write_text(json.dumps(dump, indent=2) + "\n")
+    lost = any(r.events_stored != r.events_expected for runs in results.values() for r in runs)
     return 1 if lost else 0
 
 

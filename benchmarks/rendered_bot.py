@@ -15,14 +15,19 @@ from typing import Any
 import asyncpg
 
 from benchmarks.config import ANSWERS, PACKAGE
+from benchmarks.refs import render_ref
 from benchmarks.results import Results, progress
 from devkit.render import copy_template
 
 
-def render(dst: Path) -> float:
-    """``copier copy`` of this repository into ``dst``; returns the seconds it took."""
+def render(dst: Path, ref: str | None = None) -> float:
+    """``copier copy`` of this repository into ``dst`` (``ref``: of that git ref, into
+    ``refs.ref_dir(dst, ref)``); returns the seconds it took."""
     started = time.perf_counter()
-    copy_template(dst, ANSWERS)
+    if ref is None:
+        copy_template(dst, ANSWERS)
+    else:
+        render_ref(dst, ref, ANSWERS)
     return time.perf_counter() - started
 
 

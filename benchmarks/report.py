@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,15 +22,9 @@ from benchmarks.config import (
     VARIANTS,
     Config,
 )
+from benchmarks.report_refs import refs_table, summarize_refs
 from benchmarks.results import Results, median, ratio
-
-
-def fmt(value: float | None, spec: str, unit: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{unit}"
-
-
-def spread(values: Sequence[float], spec: str) -> str:
-    return f"{min(values):{spec}}-{max(values):{spec}}" if values else ""
+from benchmarks.table import aligned, closing_lines, fmt, machine_lines, spread
 
 
 def verdict(ok: bool | None) -> str:
@@ -218,21 +211,8 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
         add("  time per check", f"{lim['ns_per_check']:.0f} ns")
 
     headers = ("Figure", "Median", "Range", "Target", "Result")
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(5)]
-
-    def line(cells: Sequence[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-
-    load = m.get("load_average_start", [0.0])[0], m.get("load_average_end", [0.0])[0]
     out = [
-        "",
-        "=" * 100,
-        "Bot template benchmark" + (" (--quick)" if config.quick else ""),
-        f"Machine: nproc {m.get('nproc')} ({m.get('usable_cpus')} usable), {m.get('cpu_model')},"
-        f" {m.get('memory')} RAM; Python {m.get('python')}; {m.get('platform')}",
-        f"Load average (1 min) at start/end: {load[0]:.2f} / {load[1]:.2f}",
-        f"aiogram {m.get('aiogram')}, asyncpg {m.get('asyncpg')}, copier {m.get('copier')};"
-        f" PostgreSQL {m.get('postgresql', '?')}: {m.get('postgres_source', '?')}",
+        *machine_lines(res, config),
         f"Template: {m.get('template_commit')}",
         f"Throughput: {config.rounds} interleaved round(s) of bare, seed, generated, generated"
         f" with metrics on (/metrics scraped every {SCRAPE_SECONDS:g} s; the last two swap"
@@ -247,24 +227,21 @@ def table(res: Results, summary: dict[str, Any], config: Config) -> str:
         f"Ingest: {config.ingest_rounds} interleaved round(s) of {config.ingest_rows} rows each"
         " way. Medians; Range is min-max over rounds.",
         "",
-        line(headers),
-        "-+-".join("-" * width for width in widths),
-        *(line(row) for row in rows),
+        *aligned((headers, *rows)),
         "",
+        *closing_lines(res),
     ]
-    out += [f"Note: {note}" for note in res.notes]
-    if res.problems:
-        out += [f"FAILED: {problem}" for problem in res.problems]
-    else:
-        out.append("OK: every user_start event of the generated bot is in the database.")
-    out.append("=" * 100)
     return "\n".join(out)
 
 
 def report(res: Results, config: Config) -> None:
     res.machine["load_average_end"] = list(os.getloadavg())
-    summary = summarize(res)
-    print(table(res, summary, config), flush=True)
+    if config.refs:
+        summary = summarize_refs(res, config.refs)
+        print(refs_table(res, summary, config), flush=True)
+    else:
+        summary = summarize(res)
+        print(table(res, summary, config), flush=True)
     if config.json_path is not None:
         payload = {
             "ok": not res.problems,
@@ -283,5 +260,7 @@ def report(res: Results, config: Config) -> None:
             "notes": res.notes,
             "problems": res.problems,
         }
+        if config.refs:
+            payload |= {"refs": res.refs, "ref_render_seconds": res.ref_render_seconds}
         config.json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         print(f"JSON written to {config.json_path}")

@@ -45,6 +45,8 @@ class Results:
     machine: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     render_seconds: list[float] = field(default_factory=list)
+    refs: dict[str, str] = field(default_factory=dict)  # --refs: each ref's commit
+    ref_render_seconds: dict[str, list[float]] = field(default_factory=dict)
     bot_runs: list[BotRun] = field(default_factory=list)
     seed_events_stored: int | None = None
     ingest_runs: list[IngestRun] = field(default_factory=list)

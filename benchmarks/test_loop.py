@@ -36,7 +36,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from devkit.render import copy_template  # noqa: E402 - the repository root is on the path above
+from benchmarks.refs import alternating, render_ref, resolve  # noqa: E402 - on the path above
 from devkit.testkit import postgres  # noqa: E402
 
 DEFAULT_REFS = ("490fa0e", "HEAD")
@@ -86,19 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         help="each run starts its own PostgreSQL (from the dev extra's wheels where it can)",
     )
     args = parser.parse_args(argv)
+    resolve(args.refs)  # an unknown ref stops the run before anything is rendered
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="test-loop-") as scratch:
-        renders = {}
-        for ref in args.refs:
-            target = Path(scratch, re.sub(r"\W", "_", ref))
-            # HEAD: the working tree, uncommitted edits included, as the template's tests render
-            renders[ref] = copy_template(target, {"mode": args.mode}, vcs_ref=ref)
+        # HEAD: the working tree, uncommitted edits included, as the template's tests render
+        renders = {ref: render_ref(Path(scratch), ref, {"mode": args.mode}) for ref in args.refs}
         runs: dict[str, list[dict[str, Any]]] = {ref: [] for ref in args.refs}
         with contextlib.ExitStack() as stack:
             shared = None if args.own_server else stack.enter_context(postgres().running_server())
             for number in range(args.rounds):
-                order = args.refs if number % 2 == 0 else list(reversed(args.refs))
-                for ref in order:
+                for ref in alternating(args.refs, number):
                     runs[ref].append(run_loop(renders[ref], shared))
                     print(f"round {number + 1} {ref}: {runs[ref][-1]}", flush=True)
     baseline = statistics.median(run["wall"] for run in runs[args.refs[-1]])

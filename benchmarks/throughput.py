@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ from benchmarks.config import (
     COUNT_STARTS,
     FIRST_USER_ID,
     GENERATED,
-    LABELS,
     MIB,
     POLL_SECONDS,
     SCRAPE_SECONDS,
@@ -31,6 +31,8 @@ from benchmarks.config import (
     VARIANTS,
     WARMUP_USER_ID,
     Config,
+    is_generated,
+    label,
 )
 from benchmarks.machine import cpu_seconds, settled_rss_kb
 from benchmarks.rendered_bot import RenderedBot, fetchval
@@ -173,7 +175,7 @@ async def bot_round(
 ) -> BotRun:
     chats = {FIRST_USER_ID + k for k in range(config.users)}
     stored_before = 0
-    if variant.name in GENERATED:
+    if is_generated(variant.name):
         stored_before = int(await fetchval(database_url, COUNT_STARTS, BOT_NAME))
     scraper = Scraper(variant.metrics_port) if variant.metrics_port else None
     process = rendered.bot_process.BotProcess(
@@ -208,7 +210,7 @@ async def bot_round(
             counted = scraper.sent_ok()
             if counted != config.updates + 1:  # + the warm-up's reply
                 raise RuntimeError(
-                    f"{LABELS[variant.name]}: /metrics counted {counted:g} sendMessage ok,"
+                    f"{label(variant.name)}: /metrics counted {counted:g} sendMessage ok,"
                     f" {config.updates + 1} replies were received"
                 )
     except BaseException:
@@ -221,7 +223,7 @@ async def bot_round(
         raise
     if exit_code != 0:
         raise RuntimeError(
-            f"{LABELS[variant.name]} (round {round_no + 1}) exited with {exit_code};"
+            f"{label(variant.name)} (round {round_no + 1}) exited with {exit_code};"
             f" output:\n{process.output[-3000:]}"
         )
     warned = sum(1 for c in replies if str(c.params.get("text", "")).startswith(warning_prefix))
@@ -241,7 +243,7 @@ async def bot_round(
         error_lines=output_errors(process.output),
         scrapes=scraper.count if scraper is not None else 0,
     )
-    if variant.name in GENERATED:
+    if is_generated(variant.name):
         # The counters the process logs when it stops (Analytics.counters), not log wording.
         counters = rendered.analytics.parse_counters(process.output)
         if counters is None:
@@ -257,6 +259,16 @@ async def bot_round(
     return run
 
 
+def metrics_order(round_no: int) -> list[str]:
+    """bare, seed, generated, metrics; metrics off and on take turns going first, so that no
+    order favours one."""
+    order = list(VARIANTS)
+    if round_no % 2:
+        off, on = (order.index(name) for name in GENERATED)
+        order[off], order[on] = order[on], order[off]
+    return order
+
+
 async def throughput(
     rendered: RenderedBot,
     api: Any,
@@ -264,15 +276,13 @@ async def throughput(
     config: Config,
     db_url: str,
     res: Results,
+    order: Callable[[int], Sequence[str]] = metrics_order,
 ) -> None:
+    """``config.rounds`` rounds of the variants, in the order ``order(round_no)`` gives."""
     language = str(rendered.settings.Settings.model_fields["LANGUAGE"].default)
     warning_prefix = str(rendered.texts.shared_texts(language).rate_limited).split("{", 1)[0]
     for round_no in range(config.rounds):
-        order = list(VARIANTS)
-        if round_no % 2:  # metrics off and on take turns going first: no order favours one
-            off, on = (order.index(name) for name in GENERATED)
-            order[off], order[on] = order[on], order[off]
-        for name in order:
+        for name in order(round_no):
             run = await bot_round(
                 rendered, api, variants[name], config, round_no, db_url, warning_prefix
             )
@@ -281,24 +291,25 @@ async def throughput(
             if run.db_lost or run.upserts_deferred:
                 stored += f", DB 'lost' {run.db_lost}x, {run.upserts_deferred} upserts deferred"
             progress(
-                f"round {round_no + 1}/{config.rounds} {LABELS[name]:>21}:"
+                f"round {round_no + 1}/{config.rounds} {label(name):>21}:"
                 f" {run.updates_per_s:7.0f} updates/s, idle RSS {run.idle_rss_kb / MIB:.1f} MiB"
                 f"{stored}"
             )
             if run.error_lines:
                 first = run.error_lines[0].splitlines()[0]
                 res.notes.append(
-                    f"{LABELS[name]} round {run.round} logged {len(run.error_lines)} error"
+                    f"{label(name)} round {run.round} logged {len(run.error_lines)} error"
                     f" record(s) (the process kept serving; details in the JSON): {first[:160]}"
                 )
             if run.rate_limited:
                 res.notes.append(
-                    f"{LABELS[name]} round {run.round}: {run.rate_limited} replies were the"
+                    f"{label(name)} round {run.round}: {run.rate_limited} replies were the"
                     " rate-limit warning (counted as replies, not as handled /start)"
                 )
             if run.events_stored is not None and run.events_stored != run.events_expected:
                 res.problems.append(
-                    f"{LABELS[name]} round {run.round}: {run.events_stored} user_start events"
+                    f"{label(name)} round {run.round}: {run.events_stored} user_start events"
                     f" stored, {run.events_expected} expected"
                 )
-    res.seed_events_stored = int(await fetchval(db_url, COUNT_STARTS, SEED_BOT_NAME))
+    if "seed" in variants:
+        res.seed_events_stored = int(await fetchval(db_url, COUNT_STARTS, SEED_BOT_NAME))
