@@ -85,9 +85,11 @@ class KnownBots:
 
 
 async def known_bots(conn: Any) -> KnownBots:
-    slugs = await conn.fetch("SELECT slug, bot_name FROM shared.bots ORDER BY slug")
+    slugs = await conn.fetch("SELECT slug FROM shared.bots ORDER BY slug")
+    # The audience's names from its per-bot count deltas (a few rows a bot), not a DISTINCT
+    # over every member: a fleet's audience runs to millions of rows.
     names = await conn.fetch(
-        "SELECT bot_name FROM shared.bots UNION SELECT DISTINCT bot_name FROM shared.bot_audience"
+        "SELECT bot_name FROM shared.bots UNION SELECT bot_name FROM shared.bot_audience_counts"
     )
     return KnownBots(
         tuple(row["slug"] for row in slugs), tuple(sorted(row["bot_name"] for row in names))

@@ -101,6 +101,22 @@ class Services:
             raise ValueError(f"bot services may not be named {', '.join(clashes)}: already taken")
         self.own.update(services)
 
+    async def start_own(self) -> None:
+        """Start the bot's own services that need it (a background refresh, a connection), in
+        the order added, once the database and analytics run: each ``start()`` is called and
+        awaited when it returns an awaitable. A failure stops the bot before it takes updates
+        (what started is closed by :meth:`close_own` all the same)."""
+        for name, service in self.own.items():
+            start = getattr(service, "start", None)
+            if not callable(start):
+                continue
+            try:
+                result = start()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                raise RuntimeError(f"the bot service {name!r} could not start: {error}") from error
+
     async def close_own(self) -> None:
         """Close the bot's own services (the last added first): each ``close()`` is called and
         awaited when it returns an awaitable; a failure is logged and the rest still close."""
@@ -337,6 +353,7 @@ async def run_services(
         else None
     )
     try:
+        await services.start_own()
         if commands:
             with contextlib.suppress(Exception):
                 await services.bot.set_my_commands(list(commands))
@@ -397,8 +414,9 @@ def run_bot(
 
     ``services(settings, shared)`` builds the bot's own services (an API client, a repository)
     once the shared ones exist, inside the event loop: its ``{name: object}`` joins the
-    dispatcher's workflow data, so handlers ask for each by parameter name, and each object
-    with a ``close()`` is closed at shutdown (see :meth:`Services.close_own`).
+    dispatcher's workflow data, so handlers ask for each by parameter name; each object with a
+    ``start()`` is started before the first update and each with a ``close()`` is closed at
+    shutdown (see :meth:`Services.start_own` and :meth:`Services.close_own`).
     """
     settings = load_settings(settings_cls)
     setup_logging(settings.LOG_LEVEL, settings.log_secrets())

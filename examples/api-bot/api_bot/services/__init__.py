@@ -1,6 +1,7 @@
 """This bot's own services. ``bot_services`` builds them once at start (``__main__`` passes it to
-``run_bot``; the test kit's in-process bot calls it too); handlers ask for each by its name, and
-each one's ``close()`` runs at shutdown. Add a client or repository of your own here.
+``run_bot``; the test kit's in-process bot calls it too); handlers ask for each by its name. Each
+one's ``start()``, if any, runs before the first update and its ``close()`` at shutdown. Add a
+client or repository of your own here.
 """
 
 from typing import TYPE_CHECKING

@@ -229,7 +229,7 @@ class Probe:
 
 @pytest_asyncio.fixture
 async def harness(in_process_bot: StartInProcess) -> Harness:
-    # The bot as run_bot runs it: startup hooks (media source, API clients) included.
+    # The bot as run_bot runs it: its own services (media source, API clients) and startup hooks.
     bot = await in_process_bot()
     bot.dp.update.outer_middleware(Probe())
     return Harness(bot)

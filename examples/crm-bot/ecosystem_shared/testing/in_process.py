@@ -3,11 +3,12 @@
 ``in_process_bot`` (a fixture of the test kit) builds this bot's settings, services and dispatcher
 with :func:`~ecosystem_shared.runtime.build_services` (plus the bot's own from
 ``<package>.services.bot_services``, as ``__main__`` passes them to ``run_bot``) and
-:func:`~ecosystem_shared.runtime.build_dispatcher`, starts the database and analytics, and runs
-the routers' startup hooks with the data ``run_services`` gives them (aiogram's ``start_polling``
-passes the dispatcher, the bots and the workflow data); the shutdown hooks and closing run at the
-end of the test. Its Bot talks HTTP to the test's :class:`FakeBotAPI`; updates are fed straight
-into the dispatcher (no polling), so a test knows each one was handled when ``feed`` returns.
+:func:`~ecosystem_shared.runtime.build_dispatcher`, starts the database, analytics and the bot's
+own services, and runs the routers' startup hooks with the data ``run_services`` gives them
+(aiogram's ``start_polling`` passes the dispatcher, the bots and the workflow data); the shutdown
+hooks and closing run at the end of the test. Its Bot talks HTTP to the test's
+:class:`FakeBotAPI`; updates are fed straight into the dispatcher (no polling), so a test knows
+each one was handled when ``feed`` returns.
 
 Bots made by template 0.1.0 keep their routers at module level; each new dispatcher gets fresh
 copies of those an earlier one took (:func:`replace_attached_routers`), so these tests pass on such
@@ -173,6 +174,7 @@ async def serve(
     try:
         assert services.db.available, "the test database is not reachable"
         await services.analytics.start()
+        await services.start_own()
         lifecycle = lifecycle_data(dp, bot)
         await dp.emit_startup(**lifecycle)
         try:

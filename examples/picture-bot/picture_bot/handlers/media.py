@@ -12,7 +12,7 @@ import logging
 import re
 
 import aiohttp
-from aiogram import Dispatcher, F, Router
+from aiogram import F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import FSInputFile, InputMediaPhoto, Message
 from pydantic import BaseModel, Field, ValidationError
@@ -26,17 +26,15 @@ from ecosystem_shared.wildberries import (
     MediaFile,
     MediaSource,
     MediaSourceError,
-    WbMediaSource,
     chunked,
 )
 
+from ..services.media_source import sendable_limit, upload_limit, uses_local_api
 from ..settings import Settings
 from ..texts import BotTexts, bot_texts
 
 logger = logging.getLogger(__name__)
 
-# What a Local Bot API server (--local) accepts per file.
-LOCAL_API_LIMIT_MB = 2000
 _NUMBER = re.compile(r"[0-9]{1,18}")
 # A pasted product link: https://www.wildberries.ru/catalog/12345678/detail.aspx
 _LINK = re.compile(r"/catalog/([0-9]{1,18})(?:/|\?|$)")
@@ -49,8 +47,6 @@ class ArticleRequest(BaseModel):
 def router() -> Router:
     """A fresh router per call (one per dispatcher)."""
     routes = Router(name="media")
-    routes.startup.register(open_source)
-    routes.shutdown.register(close_source)
     routes.message.register(article, F.chat.type == "private", F.text, ~F.text.startswith("/"))
     return routes
 
@@ -67,64 +63,12 @@ def parse_article(text: str) -> int | None:
         return None
 
 
-def uses_local_api(settings: Settings) -> bool:
-    return settings.TELEGRAM_API_LOCAL and settings.TELEGRAM_API_BASE_URL is not None
-
-
-def upload_limit(settings: Settings) -> int:
-    """Largest file uploaded as multipart (the cloud Bot API refuses more than 50 MB)."""
-    return int(settings.MEDIA_UPLOAD_LIMIT_MB * MB)
-
-
-def sendable_limit(settings: Settings) -> int:
-    """Largest file worth downloading: larger ones could not be sent anyway."""
-    return LOCAL_API_LIMIT_MB * MB if uses_local_api(settings) else upload_limit(settings)
-
-
 def telegram_file(file: MediaFile, settings: Settings) -> FSInputFile | str:
     # aiogram uploads every InputFile as multipart; a Local Bot API server reads a file:// URI
     # from the directory it shares with us instead, beyond the multipart limit.
     if uses_local_api(settings) and file.size > upload_limit(settings):
         return local_file_reference(str(file.path))
     return FSInputFile(file.path)
-
-
-def build_source(settings: Settings, analytics: Analytics) -> WbMediaSource:
-    async def record(problem: str) -> None:  # route map problems belong to no user
-        await analytics.track_error(None, problem)
-
-    return WbMediaSource(
-        route_map_url=settings.WB_ROUTE_MAP_URL,
-        photo_base_url=settings.WB_PHOTO_BASE_URL,
-        video_base_url=settings.WB_VIDEO_BASE_URL,
-        route_map_file=settings.WB_ROUTE_MAP_FILE,
-        route_map_refresh=settings.WB_ROUTE_MAP_REFRESH_HOURS * 3600,
-        max_photos=settings.MEDIA_MAX_PHOTOS,
-        timeout=settings.WB_API_TIMEOUT,
-        rate_delay=settings.WB_RATE_LIMIT_DELAY,
-        max_bytes=sendable_limit(settings),
-        max_video_bytes=int(settings.HLS_MAX_VIDEO_SIZE_MB * MB),
-        # The Local Bot API server must see the files at the same path.
-        work_root=settings.LOCAL_FILES_DIR if uses_local_api(settings) else None,
-        ffmpeg_path=settings.FFMPEG_PATH,
-        ffmpeg_timeout=settings.FFMPEG_TIMEOUT,
-        on_error=record,
-    )
-
-
-async def open_source(dispatcher: Dispatcher, settings: Settings, analytics: Analytics) -> None:
-    # A source put into the dispatcher beforehand (another shop, a test) wins.
-    if dispatcher.get("media_source") is None:
-        source = build_source(settings, analytics)
-        await source.start()
-        dispatcher["media_source"] = source
-
-
-async def close_source(dispatcher: Dispatcher) -> None:
-    # Read from the dispatcher: aiogram passes shutdown hooks the data as it was before startup.
-    source: MediaSource | None = dispatcher.get("media_source")
-    if source is not None:
-        await source.close()
 
 
 async def article(
@@ -164,7 +108,7 @@ async def deliver(
     if bundle.failed or bundle.problems:
         problems = "; ".join([*bundle.problems, *bundle.failed])
         await analytics.track_error(user_id, f"media {nm_id}: {problems}")
-    limit = LOCAL_API_LIMIT_MB * MB if uses_local_api(settings) else upload_limit(settings)
+    limit = sendable_limit(settings)
     # A custom source may not know our limits: refuse here what Telegram would refuse.
     photos = [photo for photo in bundle.photos if photo.size <= limit]
     too_large = len(bundle.too_large) + len(bundle.photos) - len(photos)

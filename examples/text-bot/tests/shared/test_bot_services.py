@@ -1,5 +1,6 @@
 """A bot's own services (``run_bot(..., services=)``): handlers get them by parameter name, a
-name the shared services use is refused, and shutdown closes each one, the last added first."""
+name the shared services use is refused, start runs each one's ``start()`` in order (a failure
+names the service), and shutdown closes each one, the last added first."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -28,6 +29,21 @@ class Greeter:
 class SyncClosing(Greeter):
     def close(self) -> None:  # type: ignore[override]  # a plain close() is called as well
         self.closed.append(self.name)
+
+
+class Starting(Greeter):
+    async def start(self) -> None:
+        self.closed.append(f"started {self.name}")
+
+
+class SyncStarting(Greeter):
+    def start(self) -> None:
+        self.closed.append(f"started {self.name}")
+
+
+class NotStarting(Greeter):
+    async def start(self) -> None:
+        raise OSError("no route map")
 
 
 class Broken(Greeter):
@@ -106,3 +122,25 @@ async def test_shutdown_closes_each_last_first_despite_a_failure(
     assert "Closed the bot's services: sync, first" in caplog.text
     assert "Closing the bot service 'broken' failed" in caplog.text
     assert "already gone" in caplog.text
+
+
+async def test_start_runs_each_start_in_order(services: Services) -> None:
+    events: list[str] = []
+    services.add_own({"a": Starting(events, "a"), "plain": object()})
+    services.add_own({"b": SyncStarting(events, "b")})
+    services.add_own({"c": Starting(events, "c"), "closing": Greeter(events, "closing")})
+    await services.start_own()
+    assert events == ["started a", "started b", "started c"]
+
+
+async def test_a_service_that_cannot_start_stops_the_start_by_its_name(
+    services: Services,
+) -> None:
+    events: list[str] = []
+    services.add_own({"first": Starting(events, "first"), "source": NotStarting(events, "src")})
+    services.add_own({"later": Starting(events, "later")})
+    with pytest.raises(RuntimeError, match=r"service 'source' could not start: no route map"):
+        await services.start_own()
+    assert events == ["started first"]  # nothing after the failure was started
+    await services.close_own()  # what the runtime does next: every service is closed
+    assert events == ["started first", "later", "src", "first"]
