@@ -1,6 +1,6 @@
 """The 0.3.0 migration of media bots (copier.yml `_migrations` -> scripts/move_module.py).
 
-A media bot made by the last release keeps the Wildberries client in its own package
+A media bot made by the last release before 0.3.0 keeps the Wildberries client in its own package
 (``services/media.py``, ``services/wb_routes.py``). Updated to the working tree, the files still as
 that release rendered them go and the bot's imports follow them to ``ecosystem_shared/wildberries``;
 a file the owner changed stays byte for byte, its imports stay, and the manual step is printed.
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from tests.helpers import PYTHON, assert_ok, child_env, run
 from tests.test_update import _git_identity, commit_all  # noqa: F401 - autouse identity
@@ -30,10 +31,15 @@ OLD_CLIENT = f"{PACKAGE}/services/media.py"
 OLD_TABLE = f"{PACKAGE}/services/wb_routes.py"
 
 
+# The release whose migration moves the client: bots of the releases before it hold their own.
+MIGRATION = Version("0.3.0")
+
+
 def last_release() -> Release:
-    found = earlier_releases()
+    """The newest release before the migration (later ones ship the client template-owned)."""
+    found = [item for item in earlier_releases() if item.version < MIGRATION]
     if not found:
-        pytest.fail("no earlier release in the history (see tests/test_upgrade_path.py)")
+        pytest.fail("no release before 0.3.0 in the history (see tests/test_upgrade_path.py)")
     return found[-1]
 
 
