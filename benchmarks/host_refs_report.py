@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.host_report import MIB, ModeResult
 from benchmarks.refs import compared
-from benchmarks.table import aligned, fmt, spread
+from benchmarks.table import aligned, median_cell, ratio_cell
 
 
 def children_private_dirty_mib(result: ModeResult) -> float:
@@ -79,18 +79,8 @@ def refs_table(
     rows.append(["Commit", *(commits[ref][:10] for ref in refs)])
     for figure, (name, _, spec, unit) in FIGURES.items():
         found = [summary[figure][ref] for ref in refs]
-        rows.append(
-            [name, *(f"{fmt(f['median'], spec, unit)}; {spread(f['rounds'], spec)}" for f in found)]
-        )
-        rows.append(
-            [
-                f"  / {refs[-1]}, per round",
-                *(
-                    f"{fmt(f['ratio_to_last'], '.2f', 'x')}; {spread(f['ratios'], '.2f')}"
-                    for f in found
-                ),
-            ]
-        )
+        rows.append([name, *(median_cell(f, spec, unit) for f in found)])
+        rows.append([f"  / {refs[-1]}, per round", *map(ratio_cell, found)])
     events = summary["events"]
     rows.append(["user_start events stored", *(f"{events[r][0]} / {events[r][1]}" for r in refs)])
     return "\n".join(

@@ -65,11 +65,6 @@ def ratios_to_last(per_round: Mapping[str, Sequence[float]]) -> dict[str, list[f
     }
 
 
-def median_ratios(per_round: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
-    """The median of each ref's per-round ratios to the last ref (None: no round to compare)."""
-    return {ref: figures["ratio_to_last"] for ref, figures in compared(per_round).items()}
-
-
 def compared(per_round: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
     """Per ref: its median, its value per round, its ratios to the last ref per round and
     their median (None where there is nothing to take one of)."""

@@ -9,7 +9,7 @@ from typing import Any
 from benchmarks.config import MIB, PACKAGE, RATE_LIMIT_SECONDS, Config, label, ref_variant
 from benchmarks.refs import compared
 from benchmarks.results import BotRun, Results, median, ratio
-from benchmarks.table import aligned, closing_lines, fmt, machine_lines, spread
+from benchmarks.table import aligned, closing_lines, fmt, machine_lines, median_cell, ratio_cell
 
 # The figures of a bot round compared across refs:
 # JSON name -> (table name, value of one run, format, unit).
@@ -63,23 +63,12 @@ def refs_table(res: Results, summary: dict[str, Any], config: Config) -> str:
         ]
     )
     for figure, (name, _, spec, unit) in FIGURES.items():
-        cells = []
-        for ref in refs:
-            found = summary["refs"][ref][figure]
-            cells.append(f"{fmt(found['median'], spec, unit)}; {spread(found['rounds'], spec)}")
-        bare = summary["bare"][figure]
-        rows.append([name, *cells, fmt(bare["median"], spec, unit)])
         ratios = [summary["refs"][ref][figure] for ref in refs]
+        bare = summary["bare"][figure]
         rows.append(
-            [
-                f"  / {last}, per round",
-                *(
-                    f"{fmt(r['ratio_to_last'], '.2f', 'x')}; {spread(r['ratios'], '.2f')}"
-                    for r in ratios
-                ),
-                "",
-            ]
+            [name, *(median_cell(r, spec, unit) for r in ratios), fmt(bare["median"], spec, unit)]
         )
+        rows.append([f"  / {last}, per round", *map(ratio_cell, ratios), ""])
         rows.append(
             ["  / bare (medians)", *(fmt(r["ratio_to_bare"], ".2f", "x") for r in ratios), ""]
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from benchmarks.config import Config
 from benchmarks.results import Results
@@ -14,6 +15,16 @@ def fmt(value: float | None, spec: str, unit: str = "") -> str:
 
 def spread(values: Sequence[float], spec: str) -> str:
     return f"{min(values):{spec}}-{max(values):{spec}}" if values else ""
+
+
+def median_cell(found: Mapping[str, Any], spec: str, unit: str) -> str:
+    """A ref's figure (one of :func:`benchmarks.refs.compared`'s): median; range of rounds."""
+    return f"{fmt(found['median'], spec, unit)}; {spread(found['rounds'], spec)}"
+
+
+def ratio_cell(found: Mapping[str, Any]) -> str:
+    """A ref's median ratio to the last ref; the range of its per-round ratios."""
+    return f"{fmt(found['ratio_to_last'], '.2f', 'x')}; {spread(found['ratios'], '.2f')}"
 
 
 def machine_lines(res: Results, config: Config) -> list[str]:

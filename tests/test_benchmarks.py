@@ -14,7 +14,7 @@ from benchmarks.config import MIB, is_generated, parse_args, ref_variant
 from benchmarks.host_refs_report import refs_summary
 from benchmarks.host_refs_report import refs_table as host_refs_table
 from benchmarks.host_report import ModeResult
-from benchmarks.refs import alternating, median_ratios, ratios_to_last, ref_dir, resolve
+from benchmarks.refs import alternating, compared, ratios_to_last, ref_dir, resolve
 from benchmarks.report_refs import refs_table, summarize_refs
 from benchmarks.results import BotRun, Results
 from benchmarks.throughput import metrics_order
@@ -66,6 +66,10 @@ def test_order_reverses_every_round() -> None:
     assert orders[0] == orders[2] == names
     assert orders[1] == orders[3] == list(reversed(names))
     assert names == ["bare", "generated@104b905", "generated@HEAD"]  # not reversed in place
+
+
+def median_ratios(per_round: dict[str, list[float]]) -> dict[str, float | None]:
+    return {ref: found["ratio_to_last"] for ref, found in compared(per_round).items()}
 
 
 def test_ratios_are_taken_round_by_round() -> None:
