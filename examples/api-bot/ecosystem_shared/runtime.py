@@ -74,6 +74,18 @@ _AIOGRAM_DATA = frozenset(
 )  # fmt: skip
 
 
+async def _call_if_present(service: object, method: str) -> bool:
+    """``service.<method>()``, awaited when it returns an awaitable (a bot's service may be
+    sync or async); False when the service has no such method."""
+    function = getattr(service, method, None)
+    if not callable(function):
+        return False
+    result = function()
+    if inspect.isawaitable(result):
+        await result
+    return True
+
+
 @dataclass(slots=True)
 class Services:
     """Everything handlers may ask for by parameter name (dispatcher workflow data)."""
@@ -107,13 +119,8 @@ class Services:
         awaited when it returns an awaitable. A failure stops the bot before it takes updates
         (what started is closed by :meth:`close_own` all the same)."""
         for name, service in self.own.items():
-            start = getattr(service, "start", None)
-            if not callable(start):
-                continue
             try:
-                result = start()
-                if inspect.isawaitable(result):
-                    await result
+                await _call_if_present(service, "start")
             except Exception as error:
                 raise RuntimeError(f"the bot service {name!r} could not start: {error}") from error
 
@@ -122,17 +129,13 @@ class Services:
         awaited when it returns an awaitable; a failure is logged and the rest still close."""
         closed = []
         for name, service in reversed(list(self.own.items())):
-            close = getattr(service, "close", None)
-            if not callable(close):
-                continue
             try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
+                called = await _call_if_present(service, "close")
             except Exception:
                 logger.exception("Closing the bot service %r failed", name)
             else:
-                closed.append(name)
+                if called:
+                    closed.append(name)
         if closed:
             logger.info("Closed the bot's services: %s", ", ".join(closed))
 

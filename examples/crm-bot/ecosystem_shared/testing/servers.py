@@ -28,6 +28,7 @@ import pytest
 
 from ecosystem_shared.testing.binaries import redis_server_binary
 from ecosystem_shared.testing.postgres import free_port
+from ecosystem_shared.testing.throwaway import ThrowawayServer
 
 __all__ = ["NginxProxy", "RedisServer", "find_binary", "free_port", "redis_server"]
 
@@ -52,7 +53,7 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: 
     raise RuntimeError(f"server on port {port} did not start (exit {process.poll()}):\n{output}")
 
 
-class _Process:
+class _Process(ThrowawayServer):
     """A server process in a temporary directory: ``start()``, ``stop()``, ``cleanup()``."""
 
     name = "server"
@@ -87,19 +88,6 @@ class _Process:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> _Process:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
 
 class RedisServer(_Process):

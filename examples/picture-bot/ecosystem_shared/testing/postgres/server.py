@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ecosystem_shared.testing.binaries import SBIN, postgres_bin_dir
+from ecosystem_shared.testing.throwaway import ThrowawayServer
 
 ENV_VARS = ("TEST_DATABASE_URL", "DATABASE_URL")
 
@@ -86,7 +87,7 @@ def free_port() -> int:
         return port
 
 
-class PostgresServer:
+class PostgresServer(ThrowawayServer):
     """A throwaway cluster: ``start()``, ``stop()`` (and start again, same port), ``cleanup()``."""
 
     def __init__(
@@ -143,19 +144,6 @@ class PostgresServer:
         if self.running:
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
             self.running = False
-
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
 
 def server_url() -> str | None:
